@@ -1,0 +1,60 @@
+"""jaxpro: expert-grade scientific computing on JAX.
+
+``import jaxpro`` is light: JAX and the domain engines load on first use of
+the function that needs them. The public entry points are
+
+- :func:`jaxpro.fit`, :func:`jaxpro.curve_fit`, :func:`jaxpro.least_squares`
+  (nonlinear least squares, :mod:`jaxpro.fit`);
+- :mod:`jaxpro.errors`, :mod:`jaxpro.expr` and :mod:`jaxpro.io`, shared by
+  every domain.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; resolved on first attribute access so that
+# `import jaxpro` does not import JAX.
+_LAZY = {
+    "fit": "jaxpro.fit",
+    "curve_fit": "jaxpro.fit",
+    "least_squares": "jaxpro.fit",
+    "FitResult": "jaxpro.fit",
+    "errors": None,
+    "expr": None,
+    "io": None,
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jaxpro import errors, expr, io
+    from jaxpro.fit import FitResult, curve_fit, fit, least_squares
+
+__all__ = [
+    "FitResult",
+    "__version__",
+    "curve_fit",
+    "errors",
+    "expr",
+    "fit",
+    "io",
+    "least_squares",
+]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'jaxpro' has no attribute {name!r}")
+    module_name = _LAZY[name]
+    if module_name is None:
+        value = importlib.import_module(f"jaxpro.{name}")
+    else:
+        value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,170 @@
+"""Compilation caching: JAX's persistent cache on disk and jaxpro's in-process executables.
+
+The persistent cache lets a second process skip recompiling the same model. It
+is switched on the first time jaxpro compiles something (never at import), in
+a per-user directory:
+
+- ``JAXPRO_CACHE_DIR=/some/dir`` moves it;
+- ``JAXPRO_CACHE_DIR=off`` (or ``0``, ``none``, empty) turns it off;
+- if the program already configured ``jax_compilation_cache_dir`` itself,
+  jaxpro leaves that setting alone and uses it.
+
+Turning the cache on sets two process-wide JAX options
+(``jax_compilation_cache_dir`` and ``jax_persistent_cache_min_compile_time_secs``,
+lowered so that jaxpro's sub-second compilations are cached too); set
+``JAXPRO_CACHE_DIR=off`` to keep JAX's configuration exactly as you left it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CacheStatus", "cache_status", "compiled", "enable_persistent_cache"]
+
+ENV_VAR = "JAXPRO_CACHE_DIR"
+_OFF_VALUES = {"", "0", "off", "none", "false", "no"}
+# Compilations shorter than this are not written to disk (JAX's default is 1 s,
+# which would skip most of jaxpro's kernels).
+MIN_COMPILE_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    """Where the persistent compilation cache lives and who configured it.
+
+    Attributes:
+        directory: the cache directory, or None when the cache is off.
+        source: "jaxpro" (our default or JAXPRO_CACHE_DIR), "user" (set in
+            JAX's own configuration before jaxpro ran), or "off".
+        active: whether this process has already switched it on.
+    """
+
+    directory: str | None
+    source: str
+    active: bool
+
+
+_lock = threading.Lock()
+_activated: CacheStatus | None = None
+
+
+def _default_directory() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "jaxpro" / "xla"
+
+
+def configured_directory() -> Path | None:
+    """The directory jaxpro would use, from ``JAXPRO_CACHE_DIR`` or the default; None if off."""
+    value = os.environ.get(ENV_VAR)
+    if value is None:
+        return _default_directory()
+    if value.strip().lower() in _OFF_VALUES:
+        return None
+    return Path(value).expanduser()
+
+
+def cache_status() -> CacheStatus:
+    """Report the cache without changing anything (used by ``jaxpro doctor``)."""
+    if _activated is not None:
+        return _activated
+    import sys
+
+    jax = sys.modules.get("jax")
+    user_dir = jax.config.jax_compilation_cache_dir if jax is not None else None
+    if user_dir:
+        return CacheStatus(str(user_dir), "user", False)
+    directory = configured_directory()
+    if directory is None:
+        return CacheStatus(None, "off", False)
+    return CacheStatus(str(directory), "jaxpro", False)
+
+
+def enable_persistent_cache() -> CacheStatus:
+    """Switch JAX's persistent compilation cache on, once per process.
+
+    Returns:
+        The resulting :class:`CacheStatus`.
+    """
+    global _activated
+    if _activated is not None:
+        return _activated
+    with _lock:
+        if _activated is not None:
+            return _activated
+        import jax
+
+        user_dir = jax.config.jax_compilation_cache_dir
+        if user_dir:
+            _activated = CacheStatus(str(user_dir), "user", True)
+            return _activated
+        directory = configured_directory()
+        if directory is None:
+            _activated = CacheStatus(None, "off", True)
+            return _activated
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            # An unwritable cache must never break a computation.
+            _activated = CacheStatus(None, "off", True)
+            return _activated
+        jax.config.update("jax_compilation_cache_dir", str(directory))
+        if jax.config.jax_persistent_cache_min_compile_time_secs > MIN_COMPILE_SECONDS:
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+        _activated = CacheStatus(str(directory), "jaxpro", True)
+        return _activated
+
+
+# key -> compiled executable. Keys hold the model function itself, so a model
+# redefined in a loop compiles again; a module-level model compiles once.
+_executables: dict[Hashable, Any] = {}
+
+
+def compiled(key: Hashable, build: Callable[[], Any]) -> tuple[Any, float]:
+    """Return the executable for ``key``, compiling it with ``build()`` on first use.
+
+    Args:
+        key: hashable description of everything that changes the program
+            (model, shapes, dtypes, static options).
+        build: returns a ``jax.stages.Compiled`` (``jax.jit(f).lower(...).compile()``).
+
+    Returns:
+        ``(executable, compile_seconds)``; compile_seconds is 0.0 on a cache hit.
+    """
+    return compiled_many([(key, build)])[0]
+
+
+def compiled_many(items: list[tuple[Hashable, Callable[[], Any]]]) -> list[tuple[Any, float]]:
+    """Like :func:`compiled` for several programs; the missing ones compile concurrently.
+
+    XLA compiles with the GIL released, so two programs needed by one call (a
+    warm start and the main fit, say) cost about the time of the slower one.
+    Every returned ``compile_seconds`` is the wall time of the whole batch.
+    """
+    missing = [(key, build) for key, build in items if key not in _executables]
+    seconds = 0.0
+    if missing:
+        enable_persistent_cache()
+        start = time.perf_counter()
+        if len(missing) == 1:
+            built = [missing[0][1]()]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=len(missing)) as pool:
+                built = list(pool.map(lambda item: item[1](), missing))
+        seconds = time.perf_counter() - start
+        for (key, _), executable in zip(missing, built, strict=True):
+            _executables[key] = executable
+    fresh = {key for key, _ in missing}
+    return [(_executables[key], seconds if key in fresh else 0.0) for key, _ in items]
+
+
+def clear() -> None:
+    """Forget every in-process executable (the on-disk cache is kept)."""
+    _executables.clear()

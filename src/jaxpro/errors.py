@@ -1,0 +1,97 @@
+"""The exceptions and warnings jaxpro raises.
+
+Every error jaxpro raises on purpose is a :class:`JaxproError`, so ``except
+jaxpro.errors.JaxproError`` catches all of them and nothing else. Each one also
+derives from the built-in exception a Python user would expect (``ValueError``
+for bad input, ``RuntimeError`` for a result that failed validation), so code
+written for SciPy keeps working.
+
+Messages name the argument at fault and quote what was received, so the user
+can fix the call without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import reprlib
+
+__all__ = [
+    "ConvergenceError",
+    "InputError",
+    "JaxproError",
+    "JaxproWarning",
+    "ModelError",
+    "OptimizeWarning",
+    "describe",
+]
+
+_short = reprlib.Repr()
+_short.maxstring = 60
+_short.maxother = 60
+_short.maxlist = 6
+_short.maxtuple = 6
+_short.maxdict = 6
+
+
+def describe(value: object) -> str:
+    """A short, quotable description of ``value`` for an error message.
+
+    Arrays are described by shape and dtype (their contents can be huge);
+    everything else by a truncated ``repr``.
+    """
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    if shape is not None and dtype is not None:
+        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
+    return _short.repr(value)
+
+
+class JaxproError(Exception):
+    """Base class of every error jaxpro raises deliberately."""
+
+
+class InputError(JaxproError, ValueError):
+    """An argument is unusable: wrong shape, type, value or content.
+
+    Args:
+        message: what is wrong and how to fix it.
+        argument: the name of the argument at fault (``"p0"``, ``"--model"``).
+        received: the offending value; it is quoted (shortened) in the message.
+    """
+
+    def __init__(self, message: str, *, argument: str | None = None, received: object = ...):
+        self.argument = argument
+        self.received = received
+        text = message
+        if argument is not None and not message.startswith(f"{argument}:"):
+            text = f"{argument}: {message}"
+        if received is not ...:
+            text = f"{text} (got {describe(received)})"
+        super().__init__(text)
+
+
+class ModelError(JaxproError, ValueError):
+    """A user model cannot be traced by JAX, or returns the wrong shape or non-finite values.
+
+    The message carries the usual fix when the cause is recognised (NumPy
+    calls on traced values, Python ``if`` on a traced value, ...).
+    """
+
+
+class ConvergenceError(JaxproError, RuntimeError):
+    """A result failed validation and the caller asked for strictness.
+
+    Attributes:
+        result: the (untrustworthy) result object, kept for inspection.
+    """
+
+    def __init__(self, message: str, result: object = None):
+        self.result = result
+        super().__init__(message)
+
+
+class JaxproWarning(UserWarning):
+    """Base class of jaxpro's warnings."""
+
+
+class OptimizeWarning(JaxproWarning):
+    """An optimisation result needs care (e.g. the covariance could not be estimated)."""

@@ -1,0 +1,185 @@
+"""Laying data out for the compiled passes: size buckets, chunks, and zero-copy views.
+
+Two layouts, chosen by the number of points ``n``:
+
+- **direct** (``n <= DIRECT_MAX``, or a full covariance): one block padded to
+  the next power of two (at least 32), so fits of the same model to data of
+  other lengths reuse the compiled program; padded points carry weight 0.
+- **chunked**: a *body* of whole chunks read straight from the caller's arrays
+  (no copy when they are 64-byte aligned, which is what XLA needs to alias host
+  memory) and a *rest* of padded chunks holding the unaligned head and what is
+  left over. Up to ``BUCKETED_MAX`` points the body's chunk count is rounded
+  down and the rest's rounded up along a ladder of ratio <= 1.34, so a new
+  length rarely recompiles and at most about a quarter of the data is copied.
+  Beyond that the body takes every whole chunk (copying a quarter of a data set
+  this size would cost more memory than a compilation costs time).
+
+Weights are ``1/sigma`` per point, 0 where a point is padding; a chunk without a
+``w`` entry has every point valid with weight 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+DIRECT_MAX = 1 << 14
+BUCKETED_MAX = 1 << 22
+MID_CHUNK = 1 << 14
+LARGE_CHUNK = 1 << 16
+_ALIGN = 64
+_MIN_DIRECT = 32
+# chunk counts: each rung at most 34% above the one before
+_LADDER = tuple(sorted({m * 2**e for e in range(12) for m in (4, 5, 6, 7)} | {1, 2, 3}))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Static description of a data layout (part of the compiled program's identity).
+
+    Attributes:
+        kind: "direct" or "chunked".
+        size: padded length (direct) or points per chunk (chunked).
+        body_chunks: chunks read in place (chunked).
+        rest_chunks: padded chunks holding the remainder (chunked).
+        weighted_body: whether body chunks carry a weight array.
+        x_parts: 0 when x is one array over points; k when x has k rows.
+        covariance: a full (lower Cholesky) covariance transforms the residuals.
+        copied: whether the body had to be copied (unaligned or strided input).
+    """
+
+    kind: str
+    size: int
+    body_chunks: int = 0
+    rest_chunks: int = 0
+    weighted_body: bool = False
+    x_parts: int = 0
+    covariance: bool = False
+    copied: bool = False
+
+    def describe(self) -> str:
+        if self.kind == "direct":
+            return f"one block of {self.size} points (Householder QR)"
+        text = f"{self.body_chunks} chunks of {self.size} points"
+        text += " (copied)" if self.copied else " read in place"
+        if self.rest_chunks:
+            text += f" + {self.rest_chunks} padded chunk{'s' if self.rest_chunks > 1 else ''}"
+        return text
+
+
+def _power_of_two_at_least(n: int) -> int:
+    return max(_MIN_DIRECT, 1 << (int(n) - 1).bit_length())
+
+
+def _ladder_at_least(k: int) -> int:
+    return next(rung for rung in _LADDER if rung >= k)
+
+
+def _ladder_at_most(k: int) -> int:
+    return max((rung for rung in _LADDER if rung <= k), default=0)
+
+
+def _pad_edge(a: np.ndarray, length: int) -> np.ndarray:
+    """Pad along the last axis with copies of the last value (keeps the model finite there)."""
+    missing = length - a.shape[-1]
+    if missing == 0:
+        return np.ascontiguousarray(a)
+    widths = [(0, 0)] * (a.ndim - 1) + [(0, missing)]
+    return np.pad(a, widths, mode="edge")
+
+
+def _aligned_empty(n: int) -> np.ndarray:
+    raw = np.empty(n + _ALIGN // 8, dtype=np.float64)
+    offset = (-raw.ctypes.data % _ALIGN) // 8
+    return raw[offset : offset + n]
+
+
+def _rows(x: np.ndarray, fn) -> Any:
+    """Apply ``fn`` to x, or to each of its rows (kept as a tuple, chunked alike)."""
+    if x.ndim == 1:
+        return fn(x)
+    return tuple(fn(row) for row in x)
+
+
+def build(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, chol: np.ndarray | None = None):
+    """Lay out float64 data for the passes.
+
+    Args:
+        x: ``(n,)`` or ``(k, n)`` independent variable(s).
+        y: ``(n,)`` observations.
+        w: ``(n,)`` weights ``1/sigma`` or None (all 1).
+        chol: ``(n, n)`` lower Cholesky factor of the covariance of ``y``, or None.
+
+    Returns:
+        ``(layout, data)``: the static :class:`Layout` and a pytree of NumPy arrays:
+        ``{"block": ...}`` (direct) or ``{"regions": (body?, rest?)}`` (chunked).
+    """
+    n = y.shape[0]
+    x_parts = 0 if x.ndim == 1 else x.shape[0]
+    if n <= DIRECT_MAX or chol is not None:
+        size = _power_of_two_at_least(n)
+        weights = np.zeros(size)
+        weights[:n] = 1.0 if w is None else w
+        block = {"x": _rows(x, lambda a: _pad_edge(a, size)), "y": _pad_edge(y, size), "w": weights}
+        if chol is not None:
+            padded = np.eye(size)
+            padded[:n, :n] = chol
+            block["L"] = padded
+        return Layout("direct", size, x_parts=x_parts, covariance=chol is not None), {
+            "block": block
+        }
+
+    bucketed = n <= BUCKETED_MAX
+    chunk = MID_CHUNK if bucketed else LARGE_CHUNK
+    first = x if x.ndim == 1 else x[0]
+    head = (-first.ctypes.data % _ALIGN) // 8 if first.ctypes.data % 8 == 0 else 0
+    whole = (n - head) // chunk
+    body_chunks = _ladder_at_most(whole) if bucketed else whole
+    body = slice(head, head + body_chunks * chunk)
+    copied = False
+
+    def in_place(a: np.ndarray) -> np.ndarray:
+        nonlocal copied
+        part = a[body]
+        if part.ctypes.data % _ALIGN or not part.flags.c_contiguous:
+            aligned = _aligned_empty(part.shape[0])
+            aligned[:] = part
+            part, copied = aligned, True
+        return part.reshape(body_chunks, chunk)
+
+    rest = np.r_[0:head, body.stop : n]
+    rest_chunks = -(-rest.size // chunk)
+    if bucketed and rest_chunks:
+        rest_chunks = _ladder_at_least(rest_chunks)
+    total = rest_chunks * chunk
+
+    def padded(a: np.ndarray) -> np.ndarray:
+        out = np.empty(total)
+        out[: rest.size] = a[rest]
+        out[rest.size :] = a[rest[-1]]
+        return out.reshape(rest_chunks, chunk)
+
+    regions = []
+    if body_chunks:
+        region = {"x": _rows(x, in_place), "y": in_place(y)}
+        if w is not None:
+            region["w"] = in_place(w)
+        regions.append(region)
+    if rest_chunks:
+        weights = np.zeros(total)
+        weights[: rest.size] = 1.0 if w is None else w[rest]
+        regions.append(
+            {"x": _rows(x, padded), "y": padded(y), "w": weights.reshape(rest_chunks, chunk)}
+        )
+    layout = Layout(
+        "chunked",
+        chunk,
+        body_chunks=body_chunks,
+        rest_chunks=rest_chunks,
+        weighted_body=w is not None,
+        x_parts=x_parts,
+        copied=copied,
+    )
+    return layout, {"regions": tuple(regions)}
