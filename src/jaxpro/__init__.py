@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 # name -> module that defines it; resolved on first attribute access so that
 # `import jaxpro` does not import JAX.
 _LAZY = {
-    "fit": "jaxpro.fit",
+    "fit": None,  # the subpackage, callable as the function jaxpro.fit.fit
     "curve_fit": "jaxpro.fit",
     "least_squares": "jaxpro.fit",
     "FitResult": "jaxpro.fit",

@@ -200,6 +200,7 @@ def _start(theta0: np.ndarray, settings: Settings) -> np.ndarray:
 # subsample's R preconditions the first chunked pass.
 WARM_START_MIN = 1 << 16
 SUBSAMPLE = 1 << 13
+REDESCENDING = ("cauchy", "arctan")
 
 
 @dataclass(frozen=True)
@@ -251,14 +252,21 @@ def run_curve(
     start = _start(theta0, settings)
     program = Program(residual, settings.method, settings.loss, settings.jac_scale, layout)
     main = _prepare(program, arrays, start, settings, data.n)
+    # Cauchy and arctan are redescending (non-convex): from a rough start every
+    # point looks like an outlier and the fit can settle anywhere. Experts
+    # start them from a Huber fit; jaxpro does the same.
+    pre_loss = "huber" if settings.loss in REDESCENDING else settings.loss
     warm = None
     if layout.kind == "chunked" and data.n >= WARM_START_MIN:
         small = _subsample(data, SUBSAMPLE)
         small_layout, small_arrays = _data.build(small.x, small.y, small.weights)
-        warm = _prepare(
-            replace(program, layout=small_layout), small_arrays, start, settings, small.n
-        )
-        (executable, seconds), (small_executable, _) = _engine.compile_all(main, warm)
+        warm_program = replace(program, layout=small_layout, loss=pre_loss)
+        warm = _prepare(warm_program, small_arrays, start, replace(settings, loss=pre_loss), small.n)
+    elif pre_loss != settings.loss:
+        small = data
+        warm = _prepare(replace(program, loss=pre_loss), arrays, start, replace(settings, loss=pre_loss), data.n)
+    if warm is not None:
+        (executable, seconds), (warm_executable, _) = _engine.compile_all(main, warm)
     else:
         [(executable, seconds)] = _engine.compile_all(main)
 
@@ -266,7 +274,7 @@ def run_curve(
     reference = None
     warm_seconds = 0.0
     if warm is not None:
-        trial = _engine.run(warm, small_executable)
+        trial = _engine.run(warm, warm_executable)
         out = trial.outcome
         warm_seconds = trial.run_seconds
         if int(out.status) > 0 and bool(out.finite):
@@ -275,6 +283,7 @@ def run_curve(
             reference = np.asarray(out.R) * np.sqrt(data.n / small.n)
         warm_info = {
             "points": small.n,
+            "loss": pre_loss if isinstance(pre_loss, str) else "custom",
             "nfev": int(out.nfev),
             "status": int(out.status),
             "used": reference is not None,

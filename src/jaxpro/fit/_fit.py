@@ -1,0 +1,676 @@
+"""``jaxpro.fit``: a fit with named parameters, uncertainties, diagnostics, a plan and plots.
+
+Where :func:`jaxpro.curve_fit` answers like SciPy, :func:`fit` answers like an
+expert: it names the parameters, reports standard errors, t-based confidence
+intervals, goodness of fit and information criteria, says in plain words when
+the result should not be trusted, and records what it did and why.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from jaxpro._precision import float64
+from jaxpro._result import Plan, Result, Timings, format_table
+from jaxpro.errors import ConvergenceError, InputError, OptimizeWarning
+from jaxpro.fit import _api, _checks
+from jaxpro.fit._model import count_parameters
+from jaxpro.fit._plan import build_plan
+
+__all__ = ["FitResult", "Interval", "fit"]
+
+# Residual quantiles are computed on at most this many points (a deterministic
+# stride through the data); sums, minima and maxima always use every point.
+_QUANTILE_POINTS = 1 << 20
+_PREDICT_CHUNK = 1 << 20
+
+
+class Interval(NamedTuple):
+    """A pointwise band: ``value`` with ``lower`` and ``upper`` limits (NumPy arrays)."""
+
+    value: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class _Model:
+    """A model in SciPy's convention ``f(x, *params)`` with its parameter names."""
+
+    function: Callable
+    names: tuple[str, ...]
+    variables: tuple[str, ...]
+    expression: str | None = None
+
+
+@functools.lru_cache(maxsize=256)
+def _expression_model(expression: str, variables: tuple[str, ...]) -> _Model:
+    from jaxpro.expr import compile as compile_expression
+
+    compiled = compile_expression(expression, variables=variables, argument="model")
+    f = compiled.function
+    k = len(variables)
+    if k == 1:
+
+        def function(x, *params):
+            return f(x, *params)
+
+    else:
+
+        def function(x, *params):
+            return f(*(x[i] for i in range(k)), *params)
+
+    return _Model(function, tuple(compiled.parameters), variables, expression)
+
+
+def _resolve_model(model, variables, p0) -> _Model:
+    if isinstance(model, str):
+        if not compiled_names_ok(variables):
+            raise InputError("must be a sequence of column names", argument="variables", received=variables)
+        return _expression_model(model, tuple(variables))
+    if not callable(model):
+        raise InputError("must be a function f(x, *params) or an expression string", argument="model", received=model)
+    try:
+        n = count_parameters(model)
+        import inspect
+
+        names = tuple(list(inspect.signature(model).parameters)[1 : n + 1])
+    except InputError:
+        if p0 is None or isinstance(p0, Mapping):
+            raise
+        names = tuple(f"p{i}" for i in range(len(np.atleast_1d(p0))))
+    return _Model(model, names, tuple(variables) if variables else ("x",))
+
+
+def compiled_names_ok(variables) -> bool:
+    return isinstance(variables, tuple | list) and all(isinstance(v, str) for v in variables)
+
+
+def _start_values(p0, names: tuple[str, ...]) -> np.ndarray:
+    if p0 is None:
+        return np.ones(len(names))
+    if isinstance(p0, Mapping):
+        unknown = [k for k in p0 if k not in names]
+        if unknown:
+            raise InputError(
+                f"unknown parameter(s) {', '.join(map(str, unknown))}; the model's parameters are "
+                f"{', '.join(names)}",
+                argument="p0",
+            )
+        missing = [n for n in names if n not in p0]
+        if missing:
+            raise InputError(f"no starting value for {', '.join(missing)}", argument="p0", received=dict(p0))
+        return _checks.check_p0([p0[n] for n in names], len(names))
+    return _checks.check_p0(p0, len(names))
+
+
+def _bounds(bounds, names: tuple[str, ...]):
+    if bounds is None:
+        return (-np.inf, np.inf)
+    if isinstance(bounds, Mapping):
+        lb, ub = np.full(len(names), -np.inf), np.full(len(names), np.inf)
+        for key, pair in bounds.items():
+            if key not in names:
+                raise InputError(
+                    f"unknown parameter {key!r}; the model's parameters are {', '.join(names)}",
+                    argument="bounds",
+                )
+            try:
+                low, high = pair
+                i = names.index(key)
+                lb[i] = -np.inf if low is None else float(low)
+                ub[i] = np.inf if high is None else float(high)
+            except (TypeError, ValueError):
+                raise InputError(f"bounds for {key!r} must be a pair (lower, upper)", argument="bounds", received=pair) from None
+        return (lb, ub)
+    return bounds
+
+
+def _independent(x, model: _Model) -> np.ndarray:
+    if isinstance(x, Mapping):
+        missing = [v for v in model.variables if v not in x]
+        if missing:
+            raise InputError(
+                f"no data for variable(s) {', '.join(missing)}; got columns {', '.join(map(str, x))}",
+                argument="x",
+            )
+        from jaxpro.io import as_array
+
+        columns = [as_array(x[v], argument=f"x[{v!r}]", ndim=1, allow_nonfinite=True) for v in model.variables]
+        lengths = {c.shape[0] for c in columns}
+        if len(lengths) > 1:
+            raise InputError(f"variables have different lengths {sorted(lengths)}", argument="x")
+        return columns[0] if len(columns) == 1 else np.stack(columns)
+    return x
+
+
+# --------------------------------------------------------------------------- result
+
+
+@dataclass(frozen=True, repr=False)
+class FitResult(Result):
+    """The outcome of :func:`jaxpro.fit`.
+
+    Attributes:
+        names: parameter names, in order.
+        values: best-fit values.
+        stderr: standard errors (inf when the covariance cannot be estimated).
+        covariance, correlation: ``(p, p)`` matrices.
+        ci_lower, ci_upper: t-based confidence limits at ``confidence``.
+        confidence: level of the intervals (e.g. 0.95).
+        chi2: sum of squared weighted residuals; dof: n - p;
+        reduced_chi2: chi2 / dof; r_squared: (weighted) coefficient of determination.
+        aic, bic: information criteria ``n ln(chi2/n) + 2p`` and ``n ln(chi2/n) + p ln n``.
+        cost: the minimised objective (0.5 * sum of rho; 0.5 * chi2 for the linear loss).
+        residuals: summary of weighted residuals (min, quartiles, max, rms).
+        converged: the solver met a convergence test; status, message: its code and words.
+        nfev, njev, iterations: full-data evaluations, Jacobians used, accepted steps.
+        warnings: plain-language reasons to distrust the result (empty when none).
+        plan, timings: what was done and why; where the time went.
+    """
+
+    names: tuple[str, ...]
+    values: np.ndarray
+    stderr: np.ndarray
+    covariance: np.ndarray
+    correlation: np.ndarray
+    ci_lower: np.ndarray
+    ci_upper: np.ndarray
+    confidence: float
+    chi2: float
+    dof: int
+    reduced_chi2: float
+    r_squared: float
+    aic: float
+    bic: float
+    cost: float
+    n: int
+    residuals: dict
+    converged: bool
+    status: int
+    message: str
+    nfev: int
+    njev: int
+    iterations: int
+    warnings: tuple[str, ...]
+    plan: Plan
+    timings: Timings
+    model: _Model = field(repr=False)
+    data: _api.CurveData = field(repr=False)
+    absolute_sigma: bool = False
+    kind = "fit"
+
+    @property
+    def params(self) -> dict[str, float]:
+        """Best-fit values by name."""
+        return {n: float(v) for n, v in zip(self.names, self.values, strict=True)}
+
+    @property
+    def ok(self) -> bool:
+        """Converged with a usable covariance and nothing to warn about."""
+        return self.converged and not self.warnings
+
+    def __getitem__(self, name: str) -> float:
+        return self.params[name]
+
+    # ------------------------------------------------------------- prediction
+
+    def predict(self, x) -> np.ndarray:
+        """Model values at ``x`` (same layout as the fitted x: array or dict of columns)."""
+        xs = self._x(x)
+        return np.asarray(_evaluate(self.model.function)(xs, self.values))
+
+    def predict_interval(self, x, level: float | None = None, *, kind: str = "confidence") -> Interval:
+        """Pointwise band for the model at ``x`` by the delta method.
+
+        Args:
+            x: where to evaluate (array, or dict of columns for several variables).
+            level: coverage (default: the fit's ``confidence``).
+            kind: "confidence" (uncertainty of the curve) or "prediction" (of a
+                new observation: adds the residual variance, ``reduced_chi2``
+                unless ``absolute_sigma``, in which case 1 in units of sigma).
+
+        Returns:
+            :class:`Interval` of NumPy arrays.
+        """
+        if kind not in ("confidence", "prediction"):
+            raise InputError("must be 'confidence' or 'prediction'", argument="kind", received=kind)
+        level = self.confidence if level is None else _check_level(level)
+        xs = self._x(x)
+        value, grad = _value_and_gradient(self.model.function)(xs, self.values)
+        value, grad = np.asarray(value), np.asarray(grad)
+        variance = np.einsum("ij,jk,ik->i", grad, self.covariance, grad)
+        if kind == "prediction":
+            variance = variance + (1.0 if self.absolute_sigma else self.reduced_chi2)
+        half = _t_quantile(level, self.dof) * np.sqrt(variance)
+        return Interval(value, value - half, value + half)
+
+    def _x(self, x) -> np.ndarray:
+        if isinstance(x, Mapping):
+            return _independent(x, self.model)
+        arr = np.asarray(x, dtype=np.float64)
+        return arr
+
+    # ------------------------------------------------------------- reporting
+
+    def summary(self) -> str:
+        pct = f"{100 * self.confidence:g}%"
+        rows = []
+        for i, name in enumerate(self.names):
+            rel = abs(self.stderr[i] / self.values[i]) if self.values[i] != 0 else math.inf
+            rows.append(
+                (
+                    name,
+                    _num(self.values[i]),
+                    _num(self.stderr[i]),
+                    f"{100 * rel:.3g}%" if math.isfinite(rel) else "inf",
+                    _num(self.ci_lower[i]),
+                    _num(self.ci_upper[i]),
+                )
+            )
+        table = format_table(("parameter", "value", "std err", "rel err", f"{pct} low", f"{pct} high"), rows)
+        head = "jaxpro fit" + (f": {self.model.expression}" if self.model.expression else "")
+        verdict = "converged" if self.converged else "NOT converged"
+        lines = [
+            head,
+            table,
+            "",
+            f"{verdict}: {self.message} ({self.iterations} iterations, {self.nfev} evaluations)",
+            f"n = {self.n}, dof = {self.dof}, chi2 = {self.chi2:.6g}, reduced chi2 = {self.reduced_chi2:.6g}, "
+            f"R^2 = {self.r_squared:.6g}",
+            f"AIC = {self.aic:.6g}, BIC = {self.bic:.6g}, residual rms = {self.residuals['rms']:.4g}",
+        ]
+        strong = _strong_correlations(self.names, self.correlation, 0.95)
+        if strong:
+            lines.append("strong correlations: " + ", ".join(strong))
+        lines.append("plan: " + self.plan.summary().replace("\n", "\n      "))
+        lines.append(self.timings.summary())
+        if self.warnings:
+            lines.append("WARNING: this result needs care:")
+            lines += [f"  - {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "model": self.model.expression,
+            "parameters": {
+                name: {
+                    "value": self.values[i],
+                    "stderr": self.stderr[i],
+                    "ci": [self.ci_lower[i], self.ci_upper[i]],
+                }
+                for i, name in enumerate(self.names)
+            },
+            "confidence": self.confidence,
+            "covariance": self.covariance,
+            "correlation": self.correlation,
+            "statistics": {
+                "n": self.n,
+                "dof": self.dof,
+                "chi2": self.chi2,
+                "reduced_chi2": self.reduced_chi2,
+                "r_squared": self.r_squared,
+                "aic": self.aic,
+                "bic": self.bic,
+                "cost": self.cost,
+                "residuals": self.residuals,
+            },
+            "convergence": {
+                "converged": self.converged,
+                "status": self.status,
+                "message": self.message,
+                "iterations": self.iterations,
+                "nfev": self.nfev,
+                "njev": self.njev,
+            },
+            "ok": self.ok,
+            "warnings": list(self.warnings),
+        }
+
+    def plot(self, *, max_points: int = 5000):
+        """Data, fit, confidence band and a residual panel, as a matplotlib Figure.
+
+        Args:
+            max_points: data points drawn at most (an even stride through the data).
+        """
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(7, 5.5), layout="constrained")
+        top, bottom = figure.subplots(2, 1, sharex=self.data.x.ndim == 1, height_ratios=(3, 1))
+        x, y = self.data.x, self.data.y
+        stride = max(1, self.n // max_points)
+        shown = slice(None, None, stride)
+        fitted = self.predict(x[..., shown])
+        resid = y[shown] - fitted
+        if x.ndim == 1:
+            grid = np.linspace(np.min(x), np.max(x), 400)
+            band = self.predict_interval(grid)
+            top.plot(x[shown], y[shown], ".", ms=3, alpha=0.6, label="data")
+            top.plot(grid, band.value, "-", lw=1.8, label="fit")
+            top.fill_between(grid, band.lower, band.upper, alpha=0.3, label=f"{100 * self.confidence:g}% band")
+            bottom.plot(x[shown], resid, ".", ms=3, alpha=0.6)
+            bottom.set_xlabel(self.model.variables[0])
+        else:
+            top.plot(fitted, y[shown], ".", ms=3, alpha=0.6, label="data")
+            lo, hi = float(np.min(fitted)), float(np.max(fitted))
+            top.plot([lo, hi], [lo, hi], "-", lw=1.2, label="y = fit")
+            top.set_xlabel("fitted")
+            bottom.plot(fitted, resid, ".", ms=3, alpha=0.6)
+            bottom.set_xlabel("fitted")
+        bottom.axhline(0.0, color="k", lw=0.8)
+        top.set_ylabel("y")
+        bottom.set_ylabel("residual")
+        top.legend(loc="best", fontsize="small")
+        top.set_title(self.model.expression or "fit", fontsize="medium")
+        return figure
+
+
+def _num(value: float) -> str:
+    return format(float(value), ".6g")
+
+
+def _strong_correlations(names, correlation, limit) -> list[str]:
+    out = []
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            c = correlation[i, j]
+            if np.isfinite(c) and abs(c) >= limit:
+                out.append(f"{names[i]}~{names[j]} {c:+.3f}")
+    return out
+
+
+def _check_level(level) -> float:
+    try:
+        value = float(level)
+    except (TypeError, ValueError):
+        raise InputError("must be a number in (0, 1)", argument="confidence", received=level) from None
+    if not 0 < value < 1:
+        raise InputError("must be in (0, 1)", argument="confidence", received=level)
+    return value
+
+
+def _t_quantile(level: float, dof: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + level / 2, dof)) if dof > 0 else math.inf
+
+
+@functools.lru_cache(maxsize=64)
+def _evaluate(function: Callable):
+    import jax
+    import jax.numpy as jnp
+
+    @jax.jit
+    def values(x, theta):
+        return jnp.broadcast_to(function(x, *theta), x.shape[-1:])
+
+    def call(x, theta):
+        with float64():
+            return values(np.asarray(x, np.float64), np.asarray(theta, np.float64))
+
+    return call
+
+
+@functools.lru_cache(maxsize=64)
+def _value_and_gradient(function: Callable):
+    import jax
+    import jax.numpy as jnp
+
+    def at(theta, x):
+        return jnp.broadcast_to(function(x, *theta), x.shape[-1:])
+
+    @jax.jit
+    def both(x, theta):
+        return at(theta, x), jax.jacfwd(at)(theta, x)
+
+    def call(x, theta):
+        with float64():
+            return both(np.asarray(x, np.float64), np.asarray(theta, np.float64))
+
+    return call
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _residual_statistics(model: _Model, data: _api.CurveData, theta: np.ndarray):
+    """Weighted-residual summary and R^2, streaming over the data in chunks."""
+    evaluate = _evaluate(model.function)
+    n = data.n
+    weights = data.weights
+    total = total_sq = 0.0
+    lowest, highest = math.inf, -math.inf
+    stride = max(1, n // _QUANTILE_POINTS)
+    sampled = []
+    # weighted mean of y for the R^2 reference (weights squared, as in weighted least squares)
+    w2 = None if weights is None else weights**2
+    y_mean = float(np.mean(data.y)) if w2 is None else float(np.sum(w2 * data.y) / np.sum(w2))
+    ss_tot = 0.0
+    for start in range(0, n, _PREDICT_CHUNK):
+        stop = min(n, start + _PREDICT_CHUNK)
+        fitted = np.asarray(evaluate(data.x[..., start:stop], theta))
+        r = data.y[start:stop] - fitted
+        dev = data.y[start:stop] - y_mean
+        if weights is not None:
+            r = r * weights[start:stop]
+            dev = dev * weights[start:stop]
+        total += float(np.sum(r))
+        total_sq += float(np.dot(r, r))
+        ss_tot += float(np.dot(dev, dev))
+        lowest = min(lowest, float(np.min(r)))
+        highest = max(highest, float(np.max(r)))
+        first = (-start) % stride
+        sampled.append(r[first::stride])
+    quartiles = np.quantile(np.concatenate(sampled), [0.25, 0.5, 0.75])
+    summary = {
+        "min": lowest,
+        "q1": float(quartiles[0]),
+        "median": float(quartiles[1]),
+        "q3": float(quartiles[2]),
+        "max": highest,
+        "mean": total / n,
+        "rms": math.sqrt(total_sq / n),
+    }
+    return summary, total_sq, ss_tot
+
+
+def _diagnose(names, values, stderr, correlation, converged, message, active, dof, reduced_chi2, absolute_sigma, has_sigma):
+    """Plain-language reasons to distrust a fit."""
+    out = []
+    if not converged:
+        out.append(f"the solver did not converge ({message}); raise max_nfev or give a better p0")
+    if not np.all(np.isfinite(stderr)):
+        out.append(
+            "the covariance could not be estimated (the Jacobian is rank-deficient at the solution): "
+            "some parameters are not determined by the data; fix or remove one of a redundant pair"
+        )
+    else:
+        loose = [n for n, v, s in zip(names, values, stderr, strict=True) if s > abs(v) and v != 0]
+        if loose:
+            out.append(f"standard error exceeds the value for {', '.join(loose)}: the data barely constrain them")
+        near_one = _strong_correlations(names, correlation, 0.999)
+        if near_one:
+            out.append(
+                f"parameters are almost perfectly correlated ({', '.join(near_one)}): the model is "
+                "nearly over-parameterised; reparameterise or fix one"
+            )
+    at_bound = [n for n, a in zip(names, active, strict=True) if a != 0]
+    if at_bound:
+        out.append(
+            f"{', '.join(at_bound)} ended on a bound: the optimum may lie beyond it and the "
+            "standard errors there are not meaningful"
+        )
+    if absolute_sigma and has_sigma and dof > 0 and np.isfinite(reduced_chi2):
+        from scipy.stats import chi2
+
+        p = float(chi2.sf(reduced_chi2 * dof, dof))
+        if p < 1e-3 or p > 1 - 1e-3:
+            side = "large" if p < 0.5 else "small"
+            out.append(
+                f"reduced chi2 = {reduced_chi2:.3g} is too {side} for the given sigma "
+                f"(chi2 test p = {min(p, 1 - p):.1e}): sigma is misestimated or the model is inadequate"
+            )
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def fit(
+    model: Callable | str,
+    x,
+    y,
+    p0=None,
+    *,
+    sigma=None,
+    bounds=None,
+    loss: str | Callable = "linear",
+    f_scale: float = 1.0,
+    method: str | None = None,
+    variables: Sequence[str] | None = None,
+    absolute_sigma: bool = False,
+    nan_policy: str | None = None,
+    ftol: float | None = None,
+    xtol: float | None = None,
+    gtol: float | None = None,
+    max_nfev: int | None = None,
+    x_scale=None,
+    confidence: float = 0.95,
+    strict: bool = False,
+) -> FitResult:
+    """Fit a model to data by (robust) nonlinear least squares.
+
+    Args:
+        model: ``f(x, *params)`` written with ``jax.numpy``, or an expression
+            string such as ``"a*exp(-b*x) + c"`` (parsed safely, never eval'ed).
+        x: independent variable ``(n,)``, ``(k, n)``, or a dict of named columns
+            (one per variable of an expression).
+        y: observations ``(n,)``.
+        p0: starting values: a dict by name, a sequence, or None (all ones).
+        sigma: ``(n,)`` standard deviations of ``y`` or an ``(n, n)`` covariance.
+        bounds: dict ``{name: (lower, upper)}`` (None for no bound) or SciPy's ``(lb, ub)``.
+        loss: "linear", "soft_l1", "huber", "cauchy", "arctan" or ``rho(z)``.
+        f_scale: residual scale where robust losses start to down-weight.
+        method: "lm", "trf" or None (jaxpro chooses; see ``result.plan``).
+        variables: names of the independent variables of an expression
+            (default: the keys of ``x`` if a dict, else ``("x",)``).
+        absolute_sigma: sigma is absolute (covariance not rescaled by reduced chi2).
+        nan_policy: None (reject NaN/Inf) or "omit" (drop those points).
+        ftol, xtol, gtol, max_nfev, x_scale: solver settings (see ``least_squares``).
+        confidence: level of the reported confidence intervals.
+        strict: raise ConvergenceError instead of returning an untrustworthy result.
+
+    Returns:
+        :class:`FitResult`.
+    """
+    started = time.perf_counter()
+    confidence = _check_level(confidence)
+    if variables is None:
+        variables = tuple(x) if isinstance(x, Mapping) else ("x",)
+    resolved = _resolve_model(model, tuple(variables) if variables is not None else None, p0)
+    theta0 = _start_values(p0, resolved.names)
+    xdata = _independent(x, resolved)
+    data = _api.prepare_curve_data(xdata, y, sigma, nan_policy=nan_policy)
+    n_params = len(resolved.names)
+    if data.n < n_params:
+        raise InputError(f"{data.n} data points cannot determine {n_params} parameters", argument="y")
+    settings = _api.resolve_settings(
+        n_params,
+        method=method,
+        bounds=_bounds(bounds, resolved.names),
+        loss=loss,
+        f_scale=f_scale,
+        ftol=ftol,
+        xtol=xtol,
+        gtol=gtol,
+        max_nfev=max_nfev,
+        x_scale=x_scale,
+    )
+    _checks.check_inside(theta0, settings.lb, settings.ub, names=resolved.names)
+    with float64():
+        run = _api.run_curve(
+            resolved.function, data, theta0, settings, auto_method=method in (None, "auto")
+        )
+    out = run.solved.outcome
+    status = int(out.status)
+    converged = status > 0
+    values = np.asarray(out.x, dtype=np.float64)
+    with warnings.catch_warnings():
+        # an inestimable covariance is reported in result.warnings instead
+        warnings.simplefilter("ignore", OptimizeWarning)
+        covariance = _api.scaled_covariance(run.solved, data.n, n_params, absolute_sigma, float(out.cost))
+    stderr = np.sqrt(np.clip(np.diag(covariance), 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = covariance / np.outer(stderr, stderr)
+    dof = data.n - n_params
+    half = _t_quantile(confidence, dof) * stderr
+    chi2 = float(out.chi2)
+    reduced = chi2 / dof if dof > 0 else math.inf
+    residuals, ss_res, ss_tot = _residual_statistics(resolved, data, values)
+    r_squared = 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan
+    log_term = data.n * math.log(chi2 / data.n) if chi2 > 0 else -math.inf
+    bounded = [n for n, lo, hi in zip(resolved.names, settings.lb, settings.ub, strict=True) if np.isfinite(lo) or np.isfinite(hi)]
+    plan = build_plan(method, run, data.n, n_params, bounded)
+    diagnosis = _diagnose(
+        resolved.names,
+        values,
+        stderr,
+        correlation,
+        converged,
+        _api.MESSAGES.get(status, str(status)),
+        np.asarray(out.active_mask),
+        dof,
+        reduced,
+        absolute_sigma,
+        sigma is not None,
+    )
+    timings = Timings(
+        compile=run.solved.compile_seconds,
+        run=run.solved.run_seconds,
+        total=time.perf_counter() - started,
+    )
+    result = FitResult(
+        names=resolved.names,
+        values=values,
+        stderr=stderr,
+        covariance=covariance,
+        correlation=correlation,
+        ci_lower=values - half,
+        ci_upper=values + half,
+        confidence=confidence,
+        chi2=chi2,
+        dof=dof,
+        reduced_chi2=reduced,
+        r_squared=r_squared,
+        aic=log_term + 2 * n_params,
+        bic=log_term + n_params * math.log(data.n),
+        cost=float(out.cost),
+        n=data.n,
+        residuals=residuals,
+        converged=converged,
+        status=status,
+        message=_api.MESSAGES.get(status, str(status)),
+        nfev=int(out.nfev),
+        njev=int(out.njev),
+        iterations=int(out.nit),
+        warnings=diagnosis,
+        plan=plan,
+        timings=timings,
+        model=resolved,
+        data=data,
+        absolute_sigma=absolute_sigma,
+    )
+    if strict and not result.ok:
+        raise ConvergenceError("fit is not trustworthy: " + "; ".join(diagnosis), result)
+    return result

@@ -1,0 +1,74 @@
+"""The fit's plan: which method and data path were chosen, and why, in words a user can check."""
+
+from __future__ import annotations
+
+from jaxpro._result import Plan
+from jaxpro.fit._api import CurveRun, Settings
+from jaxpro.fit._data import DIRECT_MAX
+
+_METHOD_NAMES = {"lm": "Levenberg-Marquardt (MINPACK)", "trf": "Trust Region Reflective"}
+
+
+def method_reasons(requested: str | None, settings: Settings, bounded_names: list[str]) -> list[str]:
+    """Why ``settings.method`` was used."""
+    name = _METHOD_NAMES[settings.method]
+    if requested not in (None, "auto"):
+        return [f"{name}: requested by the caller"]
+    if bounded_names:
+        shown = ", ".join(bounded_names[:4]) + (" ..." if len(bounded_names) > 4 else "")
+        return [f"{name}: parameters have bounds ({shown}); LM cannot honour bounds"]
+    if settings.loss != "linear":
+        loss = settings.loss if isinstance(settings.loss, str) else "a custom loss"
+        return [f"{name}: robust loss {loss}; MINPACK's LM supports only the linear loss"]
+    return [f"{name}: no bounds and the linear loss, where LM converges fastest"]
+
+
+def build_plan(requested: str | None, run: CurveRun, n: int, n_params: int, bounded_names: list[str]) -> Plan:
+    """Assemble the :class:`Plan` recorded in a FitResult."""
+    settings, layout = run.settings, run.layout
+    reasons = method_reasons(requested, settings, bounded_names)
+    if run.fallback:
+        reasons.append(run.fallback)
+    reasons.append(f"exact Jacobian by forward-mode autodiff ({n_params} directions per pass)")
+    if layout.kind == "direct":
+        reasons.append(
+            f"{n} points <= {DIRECT_MAX}: Householder QR of the whole Jacobian each iteration, "
+            f"data padded to {layout.size} so other lengths reuse the compiled program"
+        )
+    else:
+        reasons.append(
+            f"{n} points: Jacobian never stored; each pass accumulates the {n_params}x{n_params} "
+            f"factor over {layout.describe()}"
+        )
+    warm = run.warm_start
+    if warm is not None:
+        subsample = warm["points"] < n
+        what = f"a {warm['points']}-point random subsample" if subsample else "the data"
+        if warm["loss"] != settings_out_loss(settings):
+            what += f" with the {warm['loss']} loss ({settings_out_loss(settings)} is redescending: it needs a start near the answer)"
+        if warm["used"]:
+            reasons.append(f"started from a fit to {what} ({warm['nfev']} evaluations)")
+        else:
+            reasons.append(f"the preliminary fit to {what} failed (status {warm['status']}); started from p0")
+    settings_out = {
+        "method": settings.method,
+        "loss": settings_out_loss(settings),
+        "f_scale": settings.f_scale,
+        "path": "direct" if layout.kind == "direct" else "chunked",
+        "layout": layout.describe(),
+        "ftol": settings.ftol,
+        "xtol": settings.xtol,
+        "gtol": settings.gtol,
+        "max_nfev": settings.max_nfev,
+        "x_scale": "jac" if settings.jac_scale else [float(v) for v in settings.x_scale],
+    }
+    if layout.kind == "chunked":
+        settings_out["chunk"] = layout.size
+        settings_out["chunks"] = layout.body_chunks + layout.rest_chunks
+    if warm is not None:
+        settings_out["warm_start"] = {"points": warm["points"], "loss": warm["loss"], "used": warm["used"]}
+    return Plan(method=settings.method, reasons=tuple(reasons), settings=settings_out)
+
+
+def settings_out_loss(settings: Settings) -> str:
+    return settings.loss if isinstance(settings.loss, str) else "custom"
