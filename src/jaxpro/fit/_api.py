@@ -261,10 +261,14 @@ def run_curve(
         small = _subsample(data, SUBSAMPLE)
         small_layout, small_arrays = _data.build(small.x, small.y, small.weights)
         warm_program = replace(program, layout=small_layout, loss=pre_loss)
-        warm = _prepare(warm_program, small_arrays, start, replace(settings, loss=pre_loss), small.n)
+        warm = _prepare(
+            warm_program, small_arrays, start, replace(settings, loss=pre_loss), small.n
+        )
     elif pre_loss != settings.loss:
         small = data
-        warm = _prepare(replace(program, loss=pre_loss), arrays, start, replace(settings, loss=pre_loss), data.n)
+        warm = _prepare(
+            replace(program, loss=pre_loss), arrays, start, replace(settings, loss=pre_loss), data.n
+        )
     if warm is not None:
         (executable, seconds), (warm_executable, _) = _engine.compile_all(main, warm)
     else:

@@ -77,27 +77,36 @@ def _objective(program: Program, data, f_scale) -> Objective:
     residual = program.residual
     if program.layout.kind == "direct":
         block = data["block"]
-        return Objective(
-            evaluate=lambda theta, _reference: direct_pass(residual, theta, block, **kw),
-            settle=lambda theta, lin: lin,
-        )
+
+        def direct(theta, reference, repeat_if=None, passes=0):
+            return direct_pass(residual, theta, block, **kw)
+
+        return Objective(direct)
     regions = data["regions"]
 
-    def evaluate(theta, reference):
-        return chunked_pass(residual, theta, regions, reference, **kw)
-
-    def settle(theta, lin: Linearization, passes=_SETTLE_PASSES_STEP):
+    def evaluate(theta, reference, repeat_if=lambda lin: True, passes=_SETTLE_PASSES_STEP):
         def again(carry):
             count, current = carry
-            return count + 1, evaluate(theta, current.R)
+            chosen = jnp.where(count == 0, reference, current.R)
+            return count + 1, chunked_pass(residual, theta, regions, chosen, **kw)
 
         def needed(carry):
             count, current = carry
-            return (count < passes) & current.ill_conditioned
+            return (count == 0) | ((count <= passes) & current.ill_conditioned & repeat_if(current))
 
-        return lax.while_loop(needed, again, (0, lin))[1]
+        p = theta.shape[0]
+        zero = jnp.zeros((), theta.dtype)
+        placeholder = Linearization(
+            zero,
+            jnp.eye(p, dtype=theta.dtype),
+            jnp.zeros(p, theta.dtype),
+            zero,
+            jnp.asarray(True),
+            jnp.asarray(False),
+        )
+        return lax.while_loop(needed, again, (0, placeholder))[1]
 
-    return Objective(evaluate, settle)
+    return Objective(evaluate)
 
 
 def _covariance(R, n_rows):
@@ -115,9 +124,7 @@ def _covariance(R, n_rows):
 def _program_fn(program: Program):
     def run(data, x0, reference, lb, ub, x_scale, ftol, xtol, gtol, max_nfev, f_scale, n_rows):
         objective = _objective(program, data, f_scale)
-        lin0 = objective.evaluate(x0, reference)
-        if program.layout.kind == "chunked":
-            lin0 = objective.settle(x0, lin0, _SETTLE_PASSES_START)
+        lin0 = objective.evaluate(x0, reference, passes=_SETTLE_PASSES_START)
         options = Options(ftol, xtol, gtol, max_nfev, x_scale, program.jac_scale, n_rows)
         if program.method == "lm":
             state = lm(objective, x0, lin0, options)

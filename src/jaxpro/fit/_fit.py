@@ -77,10 +77,16 @@ def _expression_model(expression: str, variables: tuple[str, ...]) -> _Model:
 def _resolve_model(model, variables, p0) -> _Model:
     if isinstance(model, str):
         if not compiled_names_ok(variables):
-            raise InputError("must be a sequence of column names", argument="variables", received=variables)
+            raise InputError(
+                "must be a sequence of column names", argument="variables", received=variables
+            )
         return _expression_model(model, tuple(variables))
     if not callable(model):
-        raise InputError("must be a function f(x, *params) or an expression string", argument="model", received=model)
+        raise InputError(
+            "must be a function f(x, *params) or an expression string",
+            argument="model",
+            received=model,
+        )
     try:
         n = count_parameters(model)
         import inspect
@@ -110,7 +116,9 @@ def _start_values(p0, names: tuple[str, ...]) -> np.ndarray:
             )
         missing = [n for n in names if n not in p0]
         if missing:
-            raise InputError(f"no starting value for {', '.join(missing)}", argument="p0", received=dict(p0))
+            raise InputError(
+                f"no starting value for {', '.join(missing)}", argument="p0", received=dict(p0)
+            )
         return _checks.check_p0([p0[n] for n in names], len(names))
     return _checks.check_p0(p0, len(names))
 
@@ -132,7 +140,11 @@ def _bounds(bounds, names: tuple[str, ...]):
                 lb[i] = -np.inf if low is None else float(low)
                 ub[i] = np.inf if high is None else float(high)
             except (TypeError, ValueError):
-                raise InputError(f"bounds for {key!r} must be a pair (lower, upper)", argument="bounds", received=pair) from None
+                raise InputError(
+                    f"bounds for {key!r} must be a pair (lower, upper)",
+                    argument="bounds",
+                    received=pair,
+                ) from None
         return (lb, ub)
     return bounds
 
@@ -147,7 +159,10 @@ def _independent(x, model: _Model) -> np.ndarray:
             )
         from jaxpro.io import as_array
 
-        columns = [as_array(x[v], argument=f"x[{v!r}]", ndim=1, allow_nonfinite=True) for v in model.variables]
+        columns = [
+            as_array(x[v], argument=f"x[{v!r}]", ndim=1, allow_nonfinite=True)
+            for v in model.variables
+        ]
         lengths = {c.shape[0] for c in columns}
         if len(lengths) > 1:
             raise InputError(f"variables have different lengths {sorted(lengths)}", argument="x")
@@ -231,7 +246,9 @@ class FitResult(Result):
         xs = self._x(x)
         return np.asarray(_evaluate(self.model.function)(xs, self.values))
 
-    def predict_interval(self, x, level: float | None = None, *, kind: str = "confidence") -> Interval:
+    def predict_interval(
+        self, x, level: float | None = None, *, kind: str = "confidence"
+    ) -> Interval:
         """Pointwise band for the model at ``x`` by the delta method.
 
         Args:
@@ -279,7 +296,9 @@ class FitResult(Result):
                     _num(self.ci_upper[i]),
                 )
             )
-        table = format_table(("parameter", "value", "std err", "rel err", f"{pct} low", f"{pct} high"), rows)
+        table = format_table(
+            ("parameter", "value", "std err", "rel err", f"{pct} low", f"{pct} high"), rows
+        )
         head = "jaxpro fit" + (f": {self.model.expression}" if self.model.expression else "")
         verdict = "converged" if self.converged else "NOT converged"
         lines = [
@@ -358,7 +377,9 @@ class FitResult(Result):
             band = self.predict_interval(grid)
             top.plot(x[shown], y[shown], ".", ms=3, alpha=0.6, label="data")
             top.plot(grid, band.value, "-", lw=1.8, label="fit")
-            top.fill_between(grid, band.lower, band.upper, alpha=0.3, label=f"{100 * self.confidence:g}% band")
+            top.fill_between(
+                grid, band.lower, band.upper, alpha=0.3, label=f"{100 * self.confidence:g}% band"
+            )
             bottom.plot(x[shown], resid, ".", ms=3, alpha=0.6)
             bottom.set_xlabel(self.model.variables[0])
         else:
@@ -394,7 +415,9 @@ def _check_level(level) -> float:
     try:
         value = float(level)
     except (TypeError, ValueError):
-        raise InputError("must be a number in (0, 1)", argument="confidence", received=level) from None
+        raise InputError(
+            "must be a number in (0, 1)", argument="confidence", received=level
+        ) from None
     if not 0 < value < 1:
         raise InputError("must be in (0, 1)", argument="confidence", received=level)
     return value
@@ -485,7 +508,19 @@ def _residual_statistics(model: _Model, data: _api.CurveData, theta: np.ndarray)
     return summary, total_sq, ss_tot
 
 
-def _diagnose(names, values, stderr, correlation, converged, message, active, dof, reduced_chi2, absolute_sigma, has_sigma):
+def _diagnose(
+    names,
+    values,
+    stderr,
+    correlation,
+    converged,
+    message,
+    active,
+    dof,
+    reduced_chi2,
+    absolute_sigma,
+    has_sigma,
+):
     """Plain-language reasons to distrust a fit."""
     out = []
     if not converged:
@@ -498,7 +533,9 @@ def _diagnose(names, values, stderr, correlation, converged, message, active, do
     else:
         loose = [n for n, v, s in zip(names, values, stderr, strict=True) if s > abs(v) and v != 0]
         if loose:
-            out.append(f"standard error exceeds the value for {', '.join(loose)}: the data barely constrain them")
+            out.append(
+                f"standard error exceeds the value for {', '.join(loose)}: the data barely constrain them"
+            )
         near_one = _strong_correlations(names, correlation, 0.999)
         if near_one:
             out.append(
@@ -584,7 +621,9 @@ def fit(
     data = _api.prepare_curve_data(xdata, y, sigma, nan_policy=nan_policy)
     n_params = len(resolved.names)
     if data.n < n_params:
-        raise InputError(f"{data.n} data points cannot determine {n_params} parameters", argument="y")
+        raise InputError(
+            f"{data.n} data points cannot determine {n_params} parameters", argument="y"
+        )
     settings = _api.resolve_settings(
         n_params,
         method=method,
@@ -609,7 +648,9 @@ def fit(
     with warnings.catch_warnings():
         # an inestimable covariance is reported in result.warnings instead
         warnings.simplefilter("ignore", OptimizeWarning)
-        covariance = _api.scaled_covariance(run.solved, data.n, n_params, absolute_sigma, float(out.cost))
+        covariance = _api.scaled_covariance(
+            run.solved, data.n, n_params, absolute_sigma, float(out.cost)
+        )
     stderr = np.sqrt(np.clip(np.diag(covariance), 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         correlation = covariance / np.outer(stderr, stderr)
@@ -620,7 +661,11 @@ def fit(
     residuals, ss_res, ss_tot = _residual_statistics(resolved, data, values)
     r_squared = 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan
     log_term = data.n * math.log(chi2 / data.n) if chi2 > 0 else -math.inf
-    bounded = [n for n, lo, hi in zip(resolved.names, settings.lb, settings.ub, strict=True) if np.isfinite(lo) or np.isfinite(hi)]
+    bounded = [
+        n
+        for n, lo, hi in zip(resolved.names, settings.lb, settings.ub, strict=True)
+        if np.isfinite(lo) or np.isfinite(hi)
+    ]
     plan = build_plan(method, run, data.n, n_params, bounded)
     diagnosis = _diagnose(
         resolved.names,

@@ -81,15 +81,25 @@ def step(objective: Objective, state: SolverState, options: Options) -> SolverSt
     delta = jnp.where(extra.first, jnp.minimum(delta, pnorm), delta)
 
     x_new = x + p
-    trial = objective.evaluate(x_new, lin.R)
-    fnorm1 = jnp.where(trial.finite, _fnorm(trial), jnp.inf)
 
-    actred = jnp.where(0.1 * fnorm1 < fnorm, 1.0 - (fnorm1 / fnorm) ** 2, -1.0)
-    temp1 = jnp.linalg.norm(lin.R @ p) / fnorm
-    temp2 = jnp.sqrt(par) * pnorm / fnorm
-    prered = temp1**2 + temp2**2 / 0.5
-    dirder = -(temp1**2 + temp2**2)
-    ratio = jnp.where(prered != 0, actred / jnp.where(prered != 0, prered, 1.0), 0.0)
+    def judge(trial: Linearization):
+        """MINPACK's reduction ratio and acceptance of a trial point."""
+        fnorm1 = jnp.where(trial.finite, _fnorm(trial), jnp.inf)
+        actred = jnp.where(0.1 * fnorm1 < fnorm, 1.0 - (fnorm1 / fnorm) ** 2, -1.0)
+        temp1 = jnp.linalg.norm(lin.R @ p) / fnorm
+        temp2 = jnp.sqrt(par) * pnorm / fnorm
+        prered = temp1**2 + temp2**2 / 0.5
+        dirder = -(temp1**2 + temp2**2)
+        ratio = jnp.where(prered != 0, actred / jnp.where(prered != 0, prered, 1.0), 0.0)
+        # Below the cost's rounding the ratio is noise (MINPACK's info 6 tests the
+        # absolute epsilon, too small for long data): take the tiny step unless it
+        # visibly raises the cost, and stop.
+        stalled = trial.finite & (prered <= options.rounding) & (actred >= -options.rounding)
+        accept = ((ratio >= 1e-4) & trial.finite) | stalled
+        return fnorm1, actred, prered, dirder, ratio, stalled, accept
+
+    trial = objective.evaluate(x_new, lin.R, repeat_if=lambda t: judge(t)[-1])
+    fnorm1, actred, prered, dirder, ratio, stalled, accept = judge(trial)
 
     # radius and parameter update (MINPACK lmder, "update the step bound")
     shrink = jnp.where(actred >= 0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
@@ -101,14 +111,6 @@ def step(objective: Objective, state: SolverState, options: Options) -> SolverSt
     )
     new_par = jnp.where(poor, par / shrink, jnp.where(grow, 0.5 * par, par))
 
-    # Below the cost's rounding the ratio is noise (MINPACK's info 6 tests the
-    # absolute epsilon, too small for long data): take the tiny step unless it
-    # visibly raises the cost, and stop.
-    stalled = trial.finite & (prered <= options.rounding) & (actred >= -options.rounding)
-    accept = ((ratio >= 1e-4) & trial.finite) | stalled
-    trial = lax.cond(
-        accept & trial.ill_conditioned, objective.settle, lambda t, lin_: lin_, x_new, trial
-    )
     x = jnp.where(accept, x_new, x)
     lin = select(accept, trial, lin)
     xnorm = jnp.where(accept, jnp.linalg.norm(diag * x), extra.xnorm)

@@ -9,7 +9,9 @@ from jaxpro.fit._data import DIRECT_MAX
 _METHOD_NAMES = {"lm": "Levenberg-Marquardt (MINPACK)", "trf": "Trust Region Reflective"}
 
 
-def method_reasons(requested: str | None, settings: Settings, bounded_names: list[str]) -> list[str]:
+def method_reasons(
+    requested: str | None, settings: Settings, bounded_names: list[str]
+) -> list[str]:
     """Why ``settings.method`` was used."""
     name = _METHOD_NAMES[settings.method]
     if requested not in (None, "auto"):
@@ -23,7 +25,9 @@ def method_reasons(requested: str | None, settings: Settings, bounded_names: lis
     return [f"{name}: no bounds and the linear loss, where LM converges fastest"]
 
 
-def build_plan(requested: str | None, run: CurveRun, n: int, n_params: int, bounded_names: list[str]) -> Plan:
+def build_plan(
+    requested: str | None, run: CurveRun, n: int, n_params: int, bounded_names: list[str]
+) -> Plan:
     """Assemble the :class:`Plan` recorded in a FitResult."""
     settings, layout = run.settings, run.layout
     reasons = method_reasons(requested, settings, bounded_names)
@@ -49,7 +53,9 @@ def build_plan(requested: str | None, run: CurveRun, n: int, n_params: int, boun
         if warm["used"]:
             reasons.append(f"started from a fit to {what} ({warm['nfev']} evaluations)")
         else:
-            reasons.append(f"the preliminary fit to {what} failed (status {warm['status']}); started from p0")
+            reasons.append(
+                f"the preliminary fit to {what} failed (status {warm['status']}); started from p0"
+            )
     settings_out = {
         "method": settings.method,
         "loss": settings_out_loss(settings),
@@ -66,7 +72,11 @@ def build_plan(requested: str | None, run: CurveRun, n: int, n_params: int, boun
         settings_out["chunk"] = layout.size
         settings_out["chunks"] = layout.body_chunks + layout.rest_chunks
     if warm is not None:
-        settings_out["warm_start"] = {"points": warm["points"], "loss": warm["loss"], "used": warm["used"]}
+        settings_out["warm_start"] = {
+            "points": warm["points"],
+            "loss": warm["loss"],
+            "used": warm["used"],
+        }
     return Plan(method=settings.method, reasons=tuple(reasons), settings=settings_out)
 
 

@@ -20,13 +20,14 @@ class Objective(NamedTuple):
     """The problem as a solver sees it.
 
     Attributes:
-        evaluate: ``evaluate(theta, reference_R) -> Linearization`` (one data pass).
-        settle: ``settle(theta, lin) -> Linearization``: repeat the pass until the
-            factor is accurate (a no-op for the direct pass).
+        evaluate: ``evaluate(theta, reference_R, repeat_if) -> Linearization``:
+            one data pass preconditioned by ``reference_R``; a chunked pass whose
+            factor came out inaccurate is repeated (with its own ``R``) while
+            ``repeat_if(lin)`` holds, e.g. only for a trial the solver accepts.
+            The pass appears once in the compiled program either way.
     """
 
-    evaluate: Callable[[jax.Array, jax.Array], Linearization]
-    settle: Callable[[jax.Array, Linearization], Linearization]
+    evaluate: Callable[..., Linearization]
 
 
 class Options(NamedTuple):

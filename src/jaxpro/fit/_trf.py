@@ -141,11 +141,23 @@ def step(objective: Objective, state: SolverState, lb, ub, options: Options) -> 
         x, R_h, diag_h, g_h, p, p_h, d, extra.Delta, lb, ub, theta
     )
     x_new = make_strictly_feasible(x + step_x, lb, ub)
-    trial = objective.evaluate(x_new, lin.R)
+
+    def judge(trial: Linearization):
+        actual = lin.cost - trial.cost
+        # A predicted reduction below the cost's rounding cannot be measured:
+        # further trials would only shrink the radius on noise. The tiny step is
+        # taken unless it visibly raises the cost, and the fit stops (SciPy's TRF
+        # lacks this test; MINPACK's info 6 is its absolute-epsilon form).
+        stalled = trial.finite & (predicted <= options.rounding * lin.cost)
+        stalled = stalled & (actual >= -options.rounding * lin.cost)
+        accept = trial.finite & ((actual > 0) | stalled)
+        return actual, stalled, accept
+
+    trial = objective.evaluate(x_new, lin.R, repeat_if=lambda t: judge(t)[-1])
+    actual, stalled, accept = judge(trial)
     nfev = state.nfev + 1
 
     step_h_norm = jnp.linalg.norm(step_h)
-    actual = lin.cost - trial.cost
     ratio = jnp.where(
         predicted > 0,
         actual / jnp.where(predicted > 0, predicted, 1.0),
@@ -159,15 +171,8 @@ def step(objective: Objective, state: SolverState, lb, ub, options: Options) -> 
         ),
     )
     step_norm = jnp.linalg.norm(step_x)
-    ftol_ok = (actual < options.ftol * lin.cost) & (ratio > 0.25)
+    ftol_ok = ((actual < options.ftol * lin.cost) & (ratio > 0.25)) | stalled
     xtol_ok = step_norm < options.xtol * (options.xtol + jnp.linalg.norm(x))
-    # A predicted reduction below the cost's rounding cannot be measured:
-    # further trials would only shrink the radius on noise. The tiny step is
-    # taken unless it visibly raises the cost, and the fit stops (SciPy's TRF
-    # lacks this test; MINPACK's info 6 is its absolute-epsilon form).
-    stalled = trial.finite & (predicted <= options.rounding * lin.cost)
-    stalled = stalled & (actual >= -options.rounding * lin.cost)
-    ftol_ok = ftol_ok | stalled
     termination = jnp.where(
         ftol_ok & xtol_ok, 4, jnp.where(ftol_ok, 2, jnp.where(xtol_ok, 3, RUNNING))
     )
@@ -177,10 +182,6 @@ def step(objective: Objective, state: SolverState, lb, ub, options: Options) -> 
     Delta = jnp.where(trial.finite, jnp.where(running, Delta_new, extra.Delta), 0.25 * step_h_norm)
     alpha = jnp.where(trial.finite & running, alpha * extra.Delta / Delta_new, alpha)
 
-    accept = trial.finite & ((actual > 0) | stalled)
-    trial = lax.cond(
-        accept & trial.ill_conditioned, objective.settle, lambda t, lin_: lin_, x_new, trial
-    )
     x = jnp.where(accept, x_new, x)
     lin = select(accept, trial, lin)
     if options.jac_scale:
