@@ -56,8 +56,14 @@ class CurveData:
         return self.y.shape[0]
 
 
-def prepare_curve_data(xdata, ydata, sigma, *, nan_policy=None, check_finite=True) -> CurveData:
-    """Validate x, y and sigma; apply ``nan_policy`` ('raise' default, or 'omit')."""
+def prepare_curve_data(
+    xdata, ydata, sigma, *, nan_policy=None, x_name="xdata", y_name="ydata"
+) -> CurveData:
+    """Validate x, y and sigma; apply ``nan_policy`` (None/'raise' rejects NaN/Inf, 'omit' drops them).
+
+    Args:
+        x_name, y_name: the caller's names for x and y, quoted in errors.
+    """
     if nan_policy not in (None, "raise", "omit", "propagate"):
         raise InputError(
             "must be None, 'raise' or 'omit'", argument="nan_policy", received=nan_policy
@@ -68,19 +74,18 @@ def prepare_curve_data(xdata, ydata, sigma, *, nan_policy=None, check_finite=Tru
             argument="nan_policy",
         )
     omit = nan_policy == "omit"
-    allow = omit or not check_finite
-    y = as_array(ydata, argument="ydata", ndim=1, allow_nonfinite=allow)
-    x = as_array(xdata, argument="xdata", ndim=(1, 2), allow_nonfinite=allow)
+    y = as_array(ydata, argument=y_name, ndim=1, allow_nonfinite=omit)
+    x = as_array(xdata, argument=x_name, ndim=(1, 2), allow_nonfinite=omit)
     if x.shape[-1] != y.shape[0]:
         raise InputError(
-            f"xdata has {x.shape[-1]} points along its last axis but ydata has {y.shape[0]}",
-            argument="xdata",
+            f"{x_name} has {x.shape[-1]} points along its last axis but {y_name} has {y.shape[0]}",
+            argument=x_name,
             received=xdata,
         )
     weights = chol = None
     sig = None
     if sigma is not None:
-        sig = as_array(sigma, argument="sigma", ndim=(1, 2), allow_nonfinite=allow)
+        sig = as_array(sigma, argument="sigma", ndim=(1, 2), allow_nonfinite=omit)
         if sig.shape not in ((y.shape[0],), (y.shape[0], y.shape[0])):
             raise InputError(
                 f"must have shape ({y.shape[0]},) or ({y.shape[0]}, {y.shape[0]})",
@@ -88,24 +93,17 @@ def prepare_curve_data(xdata, ydata, sigma, *, nan_policy=None, check_finite=Tru
                 received=sigma,
             )
     kept = None
-    if omit or not check_finite:
+    if omit:
         good = np.isfinite(y) & np.all(np.isfinite(np.atleast_2d(x)), axis=0)
         if sig is not None and sig.ndim == 1:
             good &= np.isfinite(sig)
-        if not omit and not np.all(good):
-            bad = np.flatnonzero(~good)[:5]
-            raise InputError(
-                f"non-finite values at indices {', '.join(map(str, bad))}; "
-                "pass nan_policy='omit' to drop those points",
-                argument="ydata",
-            )
         if not np.all(good):
             kept = np.flatnonzero(good)
             y, x = y[kept], x[..., kept]
             if sig is not None:
                 sig = sig[kept] if sig.ndim == 1 else sig[np.ix_(kept, kept)]
     if y.shape[0] == 0:
-        raise InputError("no finite data points left", argument="ydata")
+        raise InputError("no finite data points left", argument=y_name)
     if sig is not None:
         if sig.ndim == 1:
             bad = np.flatnonzero(~(sig > 0))
@@ -209,9 +207,10 @@ class CurveRun:
 
     solved: Solved
     layout: _data.Layout
-    settings: Settings
+    settings: Settings  # as finally used (TRF after a fallback)
     fallback: str | None = None
     warm_start: dict | None = None
+    first_method: str | None = None  # the method chosen before any fallback
 
 
 def _subsample(data: CurveData, size: int) -> CurveData:
@@ -313,7 +312,7 @@ def run_curve(
             compile_seconds=solved.compile_seconds + retry.compile_seconds,
             run_seconds=solved.run_seconds + retry.run_seconds,
         )
-    return CurveRun(solved, layout, settings, fallback, warm_info)
+    return CurveRun(solved, layout, settings, fallback, warm_info, program.method)
 
 
 def _first_chunk(region):
@@ -416,7 +415,8 @@ def curve_fit(
         p0: starting parameters (default: ones, counted from ``f``'s signature).
         sigma: ``(n,)`` standard deviations of ``ydata`` or an ``(n, n)`` covariance.
         absolute_sigma: use ``sigma`` in an absolute sense (pcov not rescaled).
-        check_finite: reject NaN/Inf in the data (default True).
+        check_finite: accepted for SciPy compatibility; NaN/Inf are always
+            rejected unless ``nan_policy='omit'`` (they would make every parameter NaN).
         bounds: ``(lower, upper)``, scalars or length-p arrays.
         method: "lm", "trf" or None (TRF if bounded or robust, else LM).
         jac: None or a string for exact autodiff, or ``jac(x, *params) -> (n, p)``.
@@ -442,13 +442,9 @@ def curve_fit(
         )
     if "maxfev" in kwargs:
         kwargs["max_nfev"] = kwargs.pop("maxfev")
-    data = prepare_curve_data(
-        xdata,
-        ydata,
-        sigma,
-        nan_policy=nan_policy,
-        check_finite=True if check_finite is None else check_finite,
-    )
+    # check_finite=False is accepted for SciPy compatibility, but NaN/Inf are
+    # still rejected: they would silently turn every parameter into NaN.
+    data = prepare_curve_data(xdata, ydata, sigma, nan_policy=nan_policy)
     if p0 is None:
         theta0 = np.ones(count_parameters(f))
     else:

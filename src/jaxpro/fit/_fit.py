@@ -468,22 +468,42 @@ def _value_and_gradient(function: Callable):
 
 
 def _residual_statistics(model: _Model, data: _api.CurveData, theta: np.ndarray):
-    """Weighted-residual summary and R^2, streaming over the data in chunks."""
+    """Weighted-residual summary and the sums for R^2, streaming over the data in chunks.
+
+    Residuals are weighted by 1/sigma, or whitened by the Cholesky factor of a
+    full covariance (whose data always fit one block). R^2 compares with the
+    weighted (generalised least-squares) mean of y.
+
+    Returns:
+        ``(summary, ss_res, ss_tot)``.
+    """
     evaluate = _evaluate(model.function)
     n = data.n
+    if data.chol is not None:
+        from scipy.linalg import solve_triangular
+
+        def whiten(v):
+            return solve_triangular(data.chol, v, lower=True)
+
+        ones = whiten(np.ones(n))
+        y_mean = float(ones @ whiten(data.y) / (ones @ ones))
+        residual = whiten(data.y - np.asarray(evaluate(data.x, theta)))
+        deviation = whiten(data.y - y_mean)
+        return (
+            _summarise([residual], n, residual @ residual),
+            float(residual @ residual),
+            float(deviation @ deviation),
+        )
+
     weights = data.weights
-    total = total_sq = 0.0
-    lowest, highest = math.inf, -math.inf
-    stride = max(1, n // _QUANTILE_POINTS)
-    sampled = []
-    # weighted mean of y for the R^2 reference (weights squared, as in weighted least squares)
     w2 = None if weights is None else weights**2
     y_mean = float(np.mean(data.y)) if w2 is None else float(np.sum(w2 * data.y) / np.sum(w2))
-    ss_tot = 0.0
+    stride = max(1, n // _QUANTILE_POINTS)
+    sampled, lowest, highest = [], math.inf, -math.inf
+    total = total_sq = ss_tot = 0.0
     for start in range(0, n, _PREDICT_CHUNK):
         stop = min(n, start + _PREDICT_CHUNK)
-        fitted = np.asarray(evaluate(data.x[..., start:stop], theta))
-        r = data.y[start:stop] - fitted
+        r = data.y[start:stop] - np.asarray(evaluate(data.x[..., start:stop], theta))
         dev = data.y[start:stop] - y_mean
         if weights is not None:
             r = r * weights[start:stop]
@@ -493,19 +513,23 @@ def _residual_statistics(model: _Model, data: _api.CurveData, theta: np.ndarray)
         ss_tot += float(np.dot(dev, dev))
         lowest = min(lowest, float(np.min(r)))
         highest = max(highest, float(np.max(r)))
-        first = (-start) % stride
-        sampled.append(r[first::stride])
-    quartiles = np.quantile(np.concatenate(sampled), [0.25, 0.5, 0.75])
-    summary = {
-        "min": lowest,
-        "q1": float(quartiles[0]),
-        "median": float(quartiles[1]),
-        "q3": float(quartiles[2]),
-        "max": highest,
-        "mean": total / n,
+        sampled.append(r[(-start) % stride :: stride])
+    summary = _summarise(sampled, n, total_sq, total, lowest, highest)
+    return summary, total_sq, ss_tot
+
+
+def _summarise(samples, n, total_sq, total=None, lowest=None, highest=None) -> dict:
+    values = np.concatenate(samples)
+    q1, median, q3 = np.quantile(values, [0.25, 0.5, 0.75])
+    return {
+        "min": float(np.min(values)) if lowest is None else lowest,
+        "q1": float(q1),
+        "median": float(median),
+        "q3": float(q3),
+        "max": float(np.max(values)) if highest is None else highest,
+        "mean": float(np.sum(values)) / n if total is None else total / n,
         "rms": math.sqrt(total_sq / n),
     }
-    return summary, total_sq, ss_tot
 
 
 def _diagnose(
@@ -618,7 +642,7 @@ def fit(
     resolved = _resolve_model(model, tuple(variables) if variables is not None else None, p0)
     theta0 = _start_values(p0, resolved.names)
     xdata = _independent(x, resolved)
-    data = _api.prepare_curve_data(xdata, y, sigma, nan_policy=nan_policy)
+    data = _api.prepare_curve_data(xdata, y, sigma, nan_policy=nan_policy, x_name="x", y_name="y")
     n_params = len(resolved.names)
     if data.n < n_params:
         raise InputError(

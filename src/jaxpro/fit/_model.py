@@ -107,7 +107,7 @@ def _function_residual(fun, jac, static):
 
     def call(theta, *leaves):
         args, kwargs = rebuild(leaves)
-        return jnp.ravel(fun(theta, *args, **kwargs))
+        return jnp.atleast_1d(fun(theta, *args, **kwargs))
 
     if jac is not None:
 
@@ -145,8 +145,17 @@ def trace_check(residual: Callable, theta, block, *, what: str = "model") -> tup
         out = jax.eval_shape(residual, theta, block)
     except jax.errors.TracerArrayConversionError as exc:
         raise ModelError(f"{what} cannot be traced by JAX: {_NUMPY_FIX}") from exc
-    except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError) as exc:
+    except jax.errors.TracerBoolConversionError as exc:
         raise ModelError(f"{what} cannot be traced by JAX: {_CONTROL_FIX}") from exc
+    except jax.errors.ConcretizationTypeError as exc:
+        # float(x)/int(x) on a traced value land here too: tell them apart
+        text = str(exc)
+        numpy_like = any(
+            f"with the `{name}` function" in text for name in ("float", "int", "complex", "bool")
+        )
+        raise ModelError(
+            f"{what} cannot be traced by JAX: {_NUMPY_FIX if numpy_like else _CONTROL_FIX}"
+        ) from exc
     except jax.errors.TracerIntegerConversionError as exc:
         raise ModelError(f"{what} cannot be traced by JAX: {_NUMPY_FIX}") from exc
     except TypeError as exc:

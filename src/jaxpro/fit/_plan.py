@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from jaxpro._result import Plan
 from jaxpro.fit._api import CurveRun, Settings
 from jaxpro.fit._data import DIRECT_MAX
@@ -30,7 +32,8 @@ def build_plan(
 ) -> Plan:
     """Assemble the :class:`Plan` recorded in a FitResult."""
     settings, layout = run.settings, run.layout
-    reasons = method_reasons(requested, settings, bounded_names)
+    chosen = replace(settings, method=run.first_method or settings.method)
+    reasons = method_reasons(requested, chosen, bounded_names)
     if run.fallback:
         reasons.append(run.fallback)
     reasons.append(f"exact Jacobian by forward-mode autodiff ({n_params} directions per pass)")
