@@ -19,7 +19,9 @@ def test_rho_and_derivatives_match_scipy(name):
     expected = np.empty((3, z.size))
     IMPLEMENTED_LOSSES[name](z, expected, cost_only=False)
     got = np.stack([np.asarray(v) for v in LOSSES[name](z)])
-    np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-300, err_msg=f"{name}: rho, rho', rho''")
+    np.testing.assert_allclose(
+        got, expected, rtol=1e-14, atol=1e-300, err_msg=f"{name}: rho, rho', rho''"
+    )
 
 
 @pytest.mark.parametrize("name", ROBUST)
@@ -32,12 +34,16 @@ def test_scaling_matches_scipy(name, f_scale):
     raw = rho[1] + 2 * rho[2] * r**2
     j_scale = np.sqrt(np.maximum(raw, np.finfo(float).eps))
     cost_terms, r_factor, j_factor = (np.asarray(v) for v in robust_scaling(name, f_scale, r))
-    np.testing.assert_allclose(0.5 * cost_terms.sum(), 0.5 * rho[0].sum(), rtol=1e-13, err_msg="cost")
+    np.testing.assert_allclose(
+        0.5 * cost_terms.sum(), 0.5 * rho[0].sum(), rtol=1e-13, err_msg="cost"
+    )
     # Beyond Huber's kink rho' + 2 rho'' z cancels to 0 exactly; both sides clip
     # rounding noise there, so compare where the value is not cancellation.
     clean = raw > 1e3 * np.finfo(float).eps
     assert clean.sum() >= 20
-    np.testing.assert_allclose((r * r_factor)[clean], (r * rho[1] / j_scale)[clean], rtol=1e-12, err_msg="scaled r")
+    np.testing.assert_allclose(
+        (r * r_factor)[clean], (r * rho[1] / j_scale)[clean], rtol=1e-12, err_msg="scaled r"
+    )
     np.testing.assert_allclose(j_factor[clean], j_scale[clean], rtol=1e-12, err_msg="J scale")
 
 

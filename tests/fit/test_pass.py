@@ -59,7 +59,9 @@ def test_chunked_pass_is_as_accurate_as_householder():
     bound = 100 * condition * EPS  # Householder's forward error bound, with margin
     ours = np.linalg.norm(_solution(lin) - truth) / np.linalg.norm(truth)
     lapack = np.linalg.norm(reference - truth) / np.linalg.norm(truth)
-    assert ours <= bound, f"chunked pass error {ours:.2e} > {bound:.2e} (LAPACK: {lapack:.2e}, {used} passes)"
+    assert ours <= bound, (
+        f"chunked pass error {ours:.2e} > {bound:.2e} (LAPACK: {lapack:.2e}, {used} passes)"
+    )
     assert not bool(lin.ill_conditioned), "the factor should be settled after repeating the pass"
 
 
@@ -114,7 +116,10 @@ def test_chunked_and_direct_agree_with_robust_loss(loss):
     # rounding in J^T r (SciPy's too), so that is the scale to compare on.
     r = 2 * np.exp(-1.2 * x) * 0.9 + 0.4 - y
     _, r_factor, j_factor = (np.asarray(v) for v in robust_scaling(loss, 0.1, r))
-    jac = np.stack([np.exp(-1.2 * x), -1.8 * x * np.exp(-1.2 * x), np.ones_like(x)], 1) * j_factor[:, None]
+    jac = (
+        np.stack([np.exp(-1.2 * x), -1.8 * x * np.exp(-1.2 * x), np.ones_like(x)], 1)
+        * j_factor[:, None]
+    )
     scale = np.linalg.norm(jac) * np.linalg.norm(r * r_factor)
     np.testing.assert_allclose(
         np.asarray(chunked.gradient), np.asarray(direct.gradient), rtol=0, atol=1e-13 * scale

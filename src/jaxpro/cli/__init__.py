@@ -1,0 +1,28 @@
+"""The ``jaxpro`` command line: ``jaxpro --help``, ``doctor``, ``demo``, ``fit``.
+
+:func:`main` is the console script. Importing this package imports click but
+not JAX: each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# The command modules stay reachable as jaxpro.cli.doctor, .demo, .fit (the
+# commands themselves are their attributes of the same name).
+from jaxpro.cli import demo, doctor, fit
+from jaxpro.cli._app import cli
+
+__all__ = ["cli", "main"]
+
+cli.add_command(doctor.doctor)
+cli.add_command(demo.demo)
+cli.add_command(fit.fit)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line (``argv`` defaults to ``sys.argv[1:]``); exits the process.
+
+    Exit codes: 0 on success, 2 on any error (one line on stderr), 130 when interrupted.
+    """
+    cli.main(args=argv, prog_name="jaxpro")
