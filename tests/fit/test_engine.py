@@ -299,3 +299,21 @@ def test_full_output():
     assert ier in (1, 2, 3, 4) and isinstance(mesg, str)
     np.testing.assert_allclose(info["fvec"], decay_np(x, *popt) - y, atol=1e-12)
     assert info["nfev"] >= 2
+
+
+def test_more_parameters_than_residuals_uses_reverse_mode_and_matches_scipy():
+    """TRF with m < n (underdetermined): the Jacobian comes from reverse mode."""
+
+    def fun(p):
+        return jnp.array([p[0] + 2 * p[1] - 3 * p[2] ** 2 - 1.0, jnp.sin(p[0]) * p[3] - 0.5])
+
+    def fun_np(p):
+        return np.array([p[0] + 2 * p[1] - 3 * p[2] ** 2 - 1.0, np.sin(p[0]) * p[3] - 0.5])
+
+    ours = jaxpro.least_squares(fun, [0.3, 0.2, 0.1, 0.4])
+    ref = so.least_squares(fun_np, [0.3, 0.2, 0.1, 0.4], jac="3-point", **TIGHT)
+    assert ours.success
+    np.testing.assert_allclose(ours.fun, 0.0, atol=1e-10, err_msg="a zero-residual solution exists")
+    np.testing.assert_allclose(ours.cost, ref.cost, atol=1e-18)
+    J = np.asarray(jax.jacfwd(fun)(jnp.asarray(ours.x)))
+    np.testing.assert_allclose(ours.jac, J, rtol=1e-12)

@@ -88,8 +88,15 @@ def _scaled_terms(residual: Residual, theta, block, loss, f_scale):
     def at(t):
         return residual(t, block)
 
-    tangents = jnp.eye(p, dtype=theta.dtype)
-    r, jac_t = jax.vmap(lambda e: jax.jvp(at, (theta,), (e,)), out_axes=(None, 0))(tangents)
+    m = jax.eval_shape(at, theta).shape[0]
+    if p <= m:
+        # forward mode: p directional derivatives, fused with the residual itself
+        tangents = jnp.eye(p, dtype=theta.dtype)
+        r, jac_t = jax.vmap(lambda e: jax.jvp(at, (theta,), (e,)), out_axes=(None, 0))(tangents)
+    else:
+        # more parameters than residuals: m reverse-mode sweeps are cheaper
+        r, pullback = jax.vjp(at, theta)
+        jac_t = jax.vmap(pullback)(jnp.eye(m, dtype=r.dtype))[0].T
     if loss == "linear":
         return r, jac_t, None, r
     cost_terms, r_factor, j_factor = robust_scaling(loss, f_scale, r)
