@@ -22,7 +22,7 @@ from jaxpro._precision import float64
 from jaxpro._result import Plan, Result, Timings, format_table
 from jaxpro.errors import ConvergenceError, InputError, OptimizeWarning
 from jaxpro.fit import _api, _checks
-from jaxpro.fit._model import count_parameters
+from jaxpro.fit._model import parameter_names
 from jaxpro.fit._plan import build_plan
 
 __all__ = ["FitResult", "Interval", "fit"]
@@ -76,7 +76,7 @@ def _expression_model(expression: str, variables: tuple[str, ...]) -> _Model:
 
 def _resolve_model(model, variables, p0) -> _Model:
     if isinstance(model, str):
-        if not compiled_names_ok(variables):
+        if not (isinstance(variables, tuple | list) and all(isinstance(v, str) for v in variables)):
             raise InputError(
                 "must be a sequence of column names", argument="variables", received=variables
             )
@@ -88,19 +88,12 @@ def _resolve_model(model, variables, p0) -> _Model:
             received=model,
         )
     try:
-        n = count_parameters(model)
-        import inspect
-
-        names = tuple(list(inspect.signature(model).parameters)[1 : n + 1])
+        names = parameter_names(model)
     except InputError:
         if p0 is None or isinstance(p0, Mapping):
             raise
         names = tuple(f"p{i}" for i in range(len(np.atleast_1d(p0))))
     return _Model(model, names, tuple(variables) if variables else ("x",))
-
-
-def compiled_names_ok(variables) -> bool:
-    return isinstance(variables, tuple | list) and all(isinstance(v, str) for v in variables)
 
 
 def _start_values(p0, names: tuple[str, ...]) -> np.ndarray:

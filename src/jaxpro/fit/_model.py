@@ -20,7 +20,13 @@ from jax.scipy.linalg import solve_triangular
 
 from jaxpro.errors import InputError, ModelError
 
-__all__ = ["count_parameters", "curve_residual", "function_residual", "trace_check"]
+__all__ = [
+    "count_parameters",
+    "curve_residual",
+    "function_residual",
+    "parameter_names",
+    "trace_check",
+]
 
 _NUMPY_FIX = (
     "the model calls NumPy (or float()/int()) on a traced value; write it with jax.numpy "
@@ -32,8 +38,8 @@ _CONTROL_FIX = (
 )
 
 
-def count_parameters(f: Callable, *, skip: int = 1) -> int:
-    """Number of fit parameters from ``f``'s signature (after the first ``skip`` arguments)."""
+def parameter_names(f: Callable, *, skip: int = 1) -> tuple[str, ...]:
+    """Names of the fit parameters in ``f``'s signature (after the first ``skip`` arguments)."""
     try:
         signature = inspect.signature(f)
     except (TypeError, ValueError):
@@ -41,12 +47,18 @@ def count_parameters(f: Callable, *, skip: int = 1) -> int:
     params = list(signature.parameters.values())[skip:]
     if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
         raise InputError(
-            "the model takes *args, so the number of parameters is unknown; pass p0", argument="p0"
+            "the model takes *args, so the number of parameters is unknown; pass p0",
+            argument="p0",
         )
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if not positional:
         raise InputError("the model has no parameters after x", argument="f", received=f)
-    return len(positional)
+    return tuple(positional)
+
+
+def count_parameters(f: Callable, *, skip: int = 1) -> int:
+    """Number of fit parameters in ``f``'s signature."""
+    return len(parameter_names(f, skip=skip))
 
 
 def _with_jacobian(f: Callable, jac: Callable, leading: int) -> Callable:
