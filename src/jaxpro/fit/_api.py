@@ -291,7 +291,8 @@ def run_curve(
             "status": int(out.status),
             "used": reference is not None,
         }
-    solved = _engine.run(main, executable, seconds, x0=start, reference=reference)
+    restart = {} if reference is None else {"x0": start, "reference": reference}
+    solved = _engine.run(main, executable, seconds, **restart)
     solved = replace(solved, run_seconds=solved.run_seconds + warm_seconds)
     if solved.outcome.status == -3:
         raise ModelError(_nonfinite_message(model, data, start, jac, what))

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-DIRECT_MAX = 1 << 14
+DIRECT_MAX = 1 << 12
 BUCKETED_MAX = 1 << 22
-MID_CHUNK = 1 << 14
+MID_CHUNK = 1 << 12
 LARGE_CHUNK = 1 << 16
 _ALIGN = 64
 _MIN_DIRECT = 32

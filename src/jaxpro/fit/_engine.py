@@ -122,23 +122,26 @@ def _covariance(R, n_rows):
 
 
 def _program_fn(program: Program):
-    def run(data, x0, reference, lb, ub, x_scale, ftol, xtol, gtol, max_nfev, f_scale, n_rows):
+    def run(data, vectors, reference, knobs):
+        x0, lb, ub, x_scale = vectors
+        ftol, xtol, gtol, max_nfev, f_scale, n_rows = knobs
+        max_nfev = max_nfev.astype(jnp.int64)
         objective = _objective(program, data, f_scale)
         lin0 = objective.evaluate(x0, reference, passes=_SETTLE_PASSES_START)
         options = Options(ftol, xtol, gtol, max_nfev, x_scale, program.jac_scale, n_rows)
         if program.method == "lm":
             state = lm(objective, x0, lin0, options)
-            active = jnp.zeros(x0.shape[0], dtype=jnp.int32)
+            active = jnp.zeros(x0.shape[0])
             optimality = jnp.linalg.norm(state.lin.gradient, ord=jnp.inf)
         else:
             state = trf(objective, x0, lin0, lb, ub, options)
-            active = active_mask(state.x, lb, ub, xtol).astype(jnp.int32)
+            active = active_mask(state.x, lb, ub, xtol)
             g = state.lin.gradient
             v, _ = coleman_li_scaling(state.x, g, lb, ub)
             optimality = jnp.linalg.norm(g * v, ord=jnp.inf)
         lin = state.lin
         covariance, rank = _covariance(lin.R, n_rows)
-        return Outcome(
+        outcome = Outcome(
             state.x,
             lin.cost,
             lin.chi2,
@@ -155,8 +158,37 @@ def _program_fn(program: Program):
             rank,
             lin.finite,
         )
+        # one flat float64 vector: a single device-to-host transfer per fit
+        return jnp.concatenate([jnp.ravel(jnp.asarray(v, x0.dtype)) for v in outcome])
 
     return run
+
+
+_INTEGER_FIELDS = ("status", "nfev", "njev", "nit", "rank")
+_MATRIX_FIELDS = ("R", "covariance")
+_VECTOR_FIELDS = ("x", "qtr", "gradient", "active_mask")
+
+
+def _unpack(flat: np.ndarray, p: int) -> Outcome:
+    """Inverse of the packing at the end of the program."""
+    values, start = {}, 0
+    for name in Outcome._fields:
+        size = p * p if name in _MATRIX_FIELDS else p if name in _VECTOR_FIELDS else 1
+        chunk = flat[start : start + size]
+        start += size
+        if name in _MATRIX_FIELDS:
+            values[name] = chunk.reshape(p, p)
+        elif name == "active_mask":
+            values[name] = chunk.astype(np.int64)
+        elif name in _VECTOR_FIELDS:
+            values[name] = chunk
+        elif name in _INTEGER_FIELDS:
+            values[name] = int(chunk[0])
+        elif name == "finite":
+            values[name] = bool(chunk[0])
+        else:
+            values[name] = float(chunk[0])
+    return Outcome(**values)
 
 
 @dataclass(frozen=True)
@@ -173,6 +205,7 @@ class Prepared:
     program: Program
     args: tuple
     key: tuple
+    vectors: np.ndarray  # host copy of (x0, lb, ub, x_scale), to restart from another x0
 
     def build(self):
         from jaxpro._precision import float64
@@ -206,24 +239,13 @@ def prepare(
             first chunked pass. Identity when None.
     """
     p = np.asarray(x0).shape[0]
-    args = (
-        data,
-        np.asarray(x0, np.float64),
-        np.eye(p) if reference is None else np.asarray(reference, np.float64),
-        np.asarray(lb, np.float64),
-        np.asarray(ub, np.float64),
-        np.asarray(x_scale, np.float64),
-        np.float64(ftol),
-        np.float64(xtol),
-        np.float64(gtol),
-        np.int64(max_nfev),
-        np.float64(f_scale),
-        np.float64(n_rows),
-    )
-    device_args = jax.device_put(args)
+    vectors = np.stack([np.asarray(v, np.float64) for v in (x0, lb, ub, x_scale)])
+    knobs = np.array([ftol, xtol, gtol, max_nfev, f_scale, n_rows], dtype=np.float64)
+    reference = np.eye(p) if reference is None else np.asarray(reference, np.float64)
+    device_args = jax.device_put((data, vectors, reference, knobs))
     leaves, treedef = jax.tree.flatten(device_args)
     key = (program, treedef, tuple((leaf.shape, leaf.dtype.str) for leaf in leaves))
-    return Prepared(program, device_args, key)
+    return Prepared(program, device_args, key, vectors)
 
 
 def compile_all(*prepared: Prepared) -> list[tuple[Any, float]]:
@@ -237,12 +259,15 @@ def run(
     """Execute, optionally from another start ``x0`` / preconditioner ``reference``."""
     args = list(prepared.args)
     if x0 is not None:
-        args[1] = jax.device_put(np.asarray(x0, np.float64))
+        vectors = prepared.vectors.copy()
+        vectors[0] = x0
+        args[1] = jax.device_put(vectors)
     if reference is not None:
         args[2] = jax.device_put(np.asarray(reference, np.float64))
     start = time.perf_counter()
-    outcome = jax.device_get(executable(*args))
-    return Solved(Outcome(*outcome), compile_seconds, time.perf_counter() - start)
+    flat = np.asarray(executable(*args))
+    outcome = _unpack(flat, prepared.vectors.shape[1])
+    return Solved(outcome, compile_seconds, time.perf_counter() - start)
 
 
 def solve(program: Program, data, x0, lb, ub, **settings) -> Solved:

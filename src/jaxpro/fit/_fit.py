@@ -673,9 +673,12 @@ def fit(
         correlation = covariance / np.outer(stderr, stderr)
     dof = data.n - n_params
     half = _t_quantile(confidence, dof) * stderr
-    chi2 = float(out.chi2)
+    # chi2 from a fresh pass at the reported values (the solver's last pass may
+    # precede its final Gauss-Newton correction, which moves chi2 to first order
+    # under a robust loss)
+    residuals, chi2, ss_tot = _residual_statistics(resolved, data, values)
+    ss_res = chi2
     reduced = chi2 / dof if dof > 0 else math.inf
-    residuals, ss_res, ss_tot = _residual_statistics(resolved, data, values)
     r_squared = 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan
     log_term = data.n * math.log(chi2 / data.n) if chi2 > 0 else -math.inf
     bounded = [

@@ -22,7 +22,15 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxpro.fit._pass import Linearization
-from jaxpro.fit._solver import RUNNING, Objective, Options, SolverState, column_norms, select
+from jaxpro.fit._solver import (
+    RUNNING,
+    Objective,
+    Options,
+    SolverState,
+    column_norms,
+    final_newton_step,
+    select,
+)
 from jaxpro.fit._trust import solve_trust_region
 
 __all__ = ["lm"]
@@ -129,6 +137,10 @@ def step(objective: Objective, state: SolverState, options: Options) -> SolverSt
         diag = jnp.where(accept, jnp.maximum(diag, column_norms(lin.R)), diag)
     gtol_ok = accept & (_gradient_cosine(lin, _fnorm(lin)) <= options.gtol)
     status = jnp.where((status == RUNNING) & gtol_ok, 1, status)
+    newton, usable = final_newton_step(lin, options)
+    polish = accept & usable
+    x = jnp.where(polish, x + newton, x)
+    status = jnp.where(polish & (status == RUNNING), 2, status)
 
     return SolverState(
         x,

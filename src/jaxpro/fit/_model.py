@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.linalg import solve_triangular
 
 from jaxpro.errors import InputError, ModelError
@@ -153,6 +154,15 @@ def trace_check(residual: Callable, theta, block, *, what: str = "model") -> tup
     Raises:
         ModelError: the model cannot be traced, with the usual fix.
     """
+    leaves, treedef = jax.tree.flatten((theta, block))
+    key = (
+        residual,
+        treedef,
+        tuple((np.shape(leaf), str(getattr(leaf, "dtype", type(leaf)))) for leaf in leaves),
+    )
+    known = _traced_shapes.get(key)
+    if known is not None:
+        return known
     try:
         out = jax.eval_shape(residual, theta, block)
     except jax.errors.TracerArrayConversionError as exc:
@@ -188,4 +198,10 @@ def trace_check(residual: Callable, theta, block, *, what: str = "model") -> tup
         raise ModelError(f"{what} failed while tracing: {type(exc).__name__}: {text}") from exc
     except Exception as exc:  # any other user-code failure: name it, keep the cause
         raise ModelError(f"{what} failed while tracing: {type(exc).__name__}: {exc}") from exc
-    return tuple(out.shape)
+    _traced_shapes[key] = tuple(out.shape)
+    return _traced_shapes[key]
+
+
+# (residual, argument structure and shapes) -> output shape: a model is traced
+# for checking once, not on every fit
+_traced_shapes: dict = {}

@@ -22,6 +22,7 @@ from jaxpro.fit._solver import (
     Options,
     SolverState,
     column_norms,
+    final_newton_step,
     select,
 )
 from jaxpro.fit._trust import (
@@ -194,6 +195,10 @@ def step(objective: Objective, state: SolverState, lb, ub, options: Options) -> 
     status = jnp.where(
         accept & (_scaled_gradient_norm(x, lin.gradient, lb, ub) < options.gtol), 1, status
     )
+    newton, usable = final_newton_step(lin, options)
+    polish = accept & usable & jnp.all((x + newton > lb) & (x + newton < ub))
+    x = jnp.where(polish, x + newton, x)
+    status = jnp.where(polish & (status == RUNNING), 2, status)
     return SolverState(
         x,
         lin,
