@@ -136,33 +136,14 @@ def compiled(key: Hashable, build: Callable[[], Any]) -> tuple[Any, float]:
     Returns:
         ``(executable, compile_seconds)``; compile_seconds is 0.0 on a cache hit.
     """
-    return compiled_many([(key, build)])[0]
-
-
-def compiled_many(items: list[tuple[Hashable, Callable[[], Any]]]) -> list[tuple[Any, float]]:
-    """Like :func:`compiled` for several programs; the missing ones compile concurrently.
-
-    XLA compiles with the GIL released, so two programs needed by one call (a
-    warm start and the main fit, say) cost about the time of the slower one.
-    Every returned ``compile_seconds`` is the wall time of the whole batch.
-    """
-    missing = [(key, build) for key, build in items if key not in _executables]
-    seconds = 0.0
-    if missing:
-        enable_persistent_cache()
-        start = time.perf_counter()
-        if len(missing) == 1:
-            built = [missing[0][1]()]
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=len(missing)) as pool:
-                built = list(pool.map(lambda item: item[1](), missing))
-        seconds = time.perf_counter() - start
-        for (key, _), executable in zip(missing, built, strict=True):
-            _executables[key] = executable
-    fresh = {key for key, _ in missing}
-    return [(_executables[key], seconds if key in fresh else 0.0) for key, _ in items]
+    executable = _executables.get(key)
+    if executable is not None:
+        return executable, 0.0
+    enable_persistent_cache()
+    start = time.perf_counter()
+    executable = build()
+    _executables[key] = executable
+    return executable, time.perf_counter() - start
 
 
 def clear() -> None:

@@ -24,7 +24,7 @@ import numpy as np
 from jaxpro._precision import float64
 from jaxpro.errors import ConvergenceError, InputError, ModelError, OptimizeWarning
 from jaxpro.fit import _checks, _data, _engine
-from jaxpro.fit._engine import Program, Solved
+from jaxpro.fit._engine import Solved
 from jaxpro.fit._losses import check_loss
 from jaxpro.fit._model import count_parameters, curve_residual, function_residual, trace_check
 from jaxpro.io import as_array
@@ -197,7 +197,7 @@ def _start(theta0: np.ndarray, settings: Settings) -> np.ndarray:
 # instead of the seven to twelve it needs from a rough p0, and the
 # subsample's R preconditions the first chunked pass.
 WARM_START_MIN = 1 << 16
-SUBSAMPLE = 1 << 13
+SUBSAMPLE = _data.DIRECT_MAX  # small enough for the exact, cheap-to-compile direct path
 REDESCENDING = ("cauchy", "arctan")
 
 
@@ -248,63 +248,43 @@ def run_curve(
         raise ModelError(
             f"{what} returned shape {shape} for {expected[0]} points; expected {expected}"
         )
-    start = _start(theta0, settings)
-    program = Program(residual, settings.method, settings.loss, settings.jac_scale, layout)
-    main = _prepare(program, arrays, start, settings, data.n)
+    main = (_engine.StageSpec(layout, settings.loss), _stage_run(arrays, data.n, settings))
     # Cauchy and arctan are redescending (non-convex): from a rough start every
     # point looks like an outlier and the fit can settle anywhere. Experts
     # start them from a Huber fit; jaxpro does the same.
     pre_loss = "huber" if settings.loss in REDESCENDING else settings.loss
-    warm = None
+    first = None
     if layout.kind == "chunked" and data.n >= WARM_START_MIN:
         small = _subsample(data, SUBSAMPLE)
         small_layout, small_arrays = _data.build(small.x, small.y, small.weights)
-        warm_program = replace(program, layout=small_layout, loss=pre_loss)
-        warm = _prepare(
-            warm_program, small_arrays, start, replace(settings, loss=pre_loss), small.n
+        first = (
+            _engine.StageSpec(small_layout, pre_loss),
+            _stage_run(small_arrays, small.n, settings),
         )
     elif pre_loss != settings.loss:
-        small = data
-        warm = _prepare(
-            replace(program, loss=pre_loss), arrays, start, replace(settings, loss=pre_loss), data.n
-        )
-    if warm is not None:
-        (executable, seconds), (warm_executable, _) = _engine.compile_all(main, warm)
-    else:
-        [(executable, seconds)] = _engine.compile_all(main)
-
+        first = (_engine.StageSpec(layout, pre_loss), _stage_run(arrays, data.n, settings))
+    stages = (main,) if first is None else (first, main)
+    solved = _solve(residual, settings, stages, _start(theta0, settings))
+    out = solved.outcome
+    if out.status == -3:
+        raise ModelError(_nonfinite_message(model, data, theta0, jac, what))
     warm_info = None
-    reference = None
-    warm_seconds = 0.0
-    if warm is not None:
-        trial = _engine.run(warm, warm_executable)
-        out = trial.outcome
-        warm_seconds = trial.run_seconds
-        if int(out.status) > 0 and bool(out.finite):
-            start = np.asarray(out.x)
-            # J^T J grows with the number of points: rescale the subsample's factor
-            reference = np.asarray(out.R) * np.sqrt(data.n / small.n)
+    if first is not None:
         warm_info = {
-            "points": small.n,
+            "points": first[1].n_rows,
             "loss": pre_loss if isinstance(pre_loss, str) else "custom",
-            "nfev": int(out.nfev),
-            "status": int(out.status),
-            "used": reference is not None,
+            "nfev": out.first_nfev,
+            "status": out.first_status,
+            "used": out.first_status > 0,
         }
-    restart = {} if reference is None else {"x0": start, "reference": reference}
-    solved = _engine.run(main, executable, seconds, **restart)
-    solved = replace(solved, run_seconds=solved.run_seconds + warm_seconds)
-    if solved.outcome.status == -3:
-        raise ModelError(_nonfinite_message(model, data, start, jac, what))
     fallback = None
-    if auto_method and settings.method == "lm" and int(solved.outcome.status) == 0:
+    first_method = settings.method
+    if auto_method and settings.method == "lm" and out.status == 0:
         # LM can wander off on saturating models (NIST BoxBOD from its far
         # start); TRF's reflective steps and scaling recover. Only when the
         # method was left to jaxpro: an explicit method='lm' is respected.
         settings = replace(settings, method="trf")
-        retry = _solve(
-            replace(program, method="trf"), arrays, _start(theta0, settings), settings, data.n
-        )
+        retry = _solve(residual, settings, stages, _start(theta0, settings))
         fallback = (
             f"LM used its {settings.max_nfev} evaluations without converging; TRF was run instead"
         )
@@ -313,7 +293,7 @@ def run_curve(
             compile_seconds=solved.compile_seconds + retry.compile_seconds,
             run_seconds=solved.run_seconds + retry.run_seconds,
         )
-    return CurveRun(solved, layout, settings, fallback, warm_info, program.method)
+    return CurveRun(solved, layout, settings, fallback, warm_info, first_method)
 
 
 def _first_chunk(region):
@@ -322,27 +302,27 @@ def _first_chunk(region):
     return jax.tree.map(lambda a: a[0], region)
 
 
-def _prepare(program: Program, arrays, theta0, settings: Settings, n_rows: int) -> _engine.Prepared:
-    return _engine.prepare(
-        program,
+def _stage_run(arrays, n_rows: int, settings: Settings) -> _engine.StageRun:
+    return _engine.StageRun(
         arrays,
-        theta0,
-        settings.lb,
-        settings.ub,
-        x_scale=settings.x_scale,
-        ftol=settings.ftol,
-        xtol=settings.xtol,
-        gtol=settings.gtol,
-        max_nfev=settings.max_nfev,
-        f_scale=settings.f_scale,
-        n_rows=n_rows,
+        n_rows,
+        settings.max_nfev,
+        settings.ftol,
+        settings.xtol,
+        settings.gtol,
+        settings.f_scale,
     )
 
 
-def _solve(program: Program, arrays, theta0, settings: Settings, n_rows: int) -> Solved:
-    item = _prepare(program, arrays, theta0, settings, n_rows)
-    [(executable, seconds)] = _engine.compile_all(item)
-    return _engine.run(item, executable, seconds)
+def _solve(residual, settings: Settings, stages, theta0) -> Solved:
+    """Compile (cached) and run ``stages`` (pairs of StageSpec and StageRun)."""
+    program = _engine.Program(
+        residual, settings.method, settings.jac_scale, tuple(spec for spec, _ in stages)
+    )
+    prepared = _engine.prepare(
+        program, tuple(run for _, run in stages), theta0, settings.lb, settings.ub, settings.x_scale
+    )
+    return _engine.solve(prepared)
 
 
 def _nonfinite_message(model, data: CurveData, theta0, jac, what) -> str:
@@ -639,9 +619,11 @@ def least_squares(
                 f"method 'lm' needs at least as many residuals ({m}) as variables ({n_params})",
                 argument="method",
             )
-        layout = _data.Layout("direct", m)
-        program = Program(residual, settings.method, settings.loss, settings.jac_scale, layout)
-        solved = _solve(program, {"block": block}, start, settings, m)
+        stage = (
+            _engine.StageSpec(_data.Layout("direct", m), settings.loss),
+            _stage_run({"block": block}, m, settings),
+        )
+        solved = _solve(residual, settings, (stage,), start)
         out = solved.outcome
         if int(out.status) == -3:
             raise ModelError("fun returned non-finite residuals (or derivatives) at x0")

@@ -1,10 +1,15 @@
-"""The compiled least-squares program: data pass + LM or TRF + covariance, in one XLA computation.
+"""The compiled least-squares program: data passes + LM or TRF + covariance, in one XLA computation.
 
-:func:`solve` is what every public entry point (``curve_fit``, ``least_squares``,
-``fit``) calls. It compiles once per (residual function, method, loss, data
-layout, parameter count) and caches the executable; tolerances, bounds,
-scales and the starting point are run-time arguments, so changing them never
-recompiles.
+Every public entry point (``curve_fit``, ``least_squares``, ``fit``) ends here.
+A :class:`Program` is compiled once per (residual function, method, stages)
+and cached; tolerances, bounds, scales and the starting point are run-time
+arguments, so changing them never recompiles.
+
+A program solves one or more *stages* in sequence inside the same loop (see
+:func:`jaxpro.fit._solver.drive`): for long data, a fit to a random subsample
+(exact, cheap) hands its answer and its triangular factor to the fit to all
+the data, which then needs about three passes. Sharing the loop means the
+solver logic, the costly part to compile, is compiled once.
 """
 
 from __future__ import annotations
@@ -21,16 +26,20 @@ from jax import lax
 
 from jaxpro import _cache
 from jaxpro.fit._data import Layout
-from jaxpro.fit._lm import lm
+from jaxpro.fit._lm import LM
 from jaxpro.fit._pass import Linearization, chunked_pass, direct_pass
-from jaxpro.fit._solver import Objective, Options
-from jaxpro.fit._trf import active_mask, trf
-from jaxpro.fit._trust import coleman_li_scaling
+from jaxpro.fit._solver import Options, Stage, drive
+from jaxpro.fit._trf import TRF
 
-# A repeated chunked pass squares away the remaining ill-conditioning of its
-# preconditioner; three passes cover cond(J) up to 1/eps (shifted CholeskyQR3).
-_SETTLE_PASSES_START = 3
-_SETTLE_PASSES_STEP = 2
+_METHODS = {"lm": LM, "trf": TRF}
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Static description of one stage: its data layout and loss."""
+
+    layout: Layout
+    loss: Any
 
 
 @dataclass(frozen=True)
@@ -40,20 +49,22 @@ class Program:
     Attributes:
         residual: ``residual(theta, block) -> r`` on one block or chunk.
         method: "lm" or "trf".
-        loss: loss name or callable.
         jac_scale: scale variables by the Jacobian's column norms (x_scale='jac').
-        layout: the data layout.
+        stages: the problems solved in sequence; the last is the real one.
     """
 
     residual: Callable
     method: str
-    loss: Any
     jac_scale: bool
-    layout: Layout
+    stages: tuple[StageSpec, ...]
+
+    @property
+    def layout(self) -> Layout:
+        return self.stages[-1].layout
 
 
 class Outcome(NamedTuple):
-    """What the compiled program returns (NumPy arrays once on the host)."""
+    """What the compiled program returns (NumPy values once on the host)."""
 
     x: Any
     cost: Any
@@ -70,21 +81,23 @@ class Outcome(NamedTuple):
     covariance: Any  # (J^T J)^{-1} from the SVD of R, inf where rank deficient
     rank: Any
     finite: Any
+    first_nfev: Any  # evaluations of the first stage (the warm start), 0 if single-stage
+    first_status: Any
 
 
-def _objective(program: Program, data, f_scale) -> Objective:
-    kw = {"loss": program.loss, "f_scale": f_scale}
-    residual = program.residual
-    if program.layout.kind == "direct":
+def _evaluator(residual, spec: StageSpec, data, f_scale) -> Callable[..., Linearization]:
+    """``evaluate(theta, reference, repeat_if, passes)`` for one stage's data."""
+    kw = {"loss": spec.loss, "f_scale": f_scale}
+    if spec.layout.kind == "direct":
         block = data["block"]
 
-        def direct(theta, reference, repeat_if=None, passes=0):
+        def direct(theta, reference, repeat_if, passes):
             return direct_pass(residual, theta, block, **kw)
 
-        return Objective(direct)
+        return direct
     regions = data["regions"]
 
-    def evaluate(theta, reference, repeat_if=lambda lin: True, passes=_SETTLE_PASSES_STEP):
+    def chunked(theta, reference, repeat_if, passes):
         def again(carry):
             count, current = carry
             chosen = jnp.where(count == 0, reference, current.R)
@@ -106,7 +119,7 @@ def _objective(program: Program, data, f_scale) -> Objective:
         )
         return lax.while_loop(needed, again, (0, placeholder))[1]
 
-    return Objective(evaluate)
+    return chunked
 
 
 def _covariance(R, n_rows):
@@ -122,25 +135,22 @@ def _covariance(R, n_rows):
 
 
 def _program_fn(program: Program):
-    def run(data, vectors, reference, knobs):
+    method = _METHODS[program.method]
+
+    def run(datas, vectors, reference, knobs):
         x0, lb, ub, x_scale = vectors
-        ftol, xtol, gtol, max_nfev, f_scale, n_rows = knobs
-        max_nfev = max_nfev.astype(jnp.int64)
-        objective = _objective(program, data, f_scale)
-        lin0 = objective.evaluate(x0, reference, passes=_SETTLE_PASSES_START)
-        options = Options(ftol, xtol, gtol, max_nfev, x_scale, program.jac_scale, n_rows)
-        if program.method == "lm":
-            state = lm(objective, x0, lin0, options)
-            active = jnp.zeros(x0.shape[0])
-            optimality = jnp.linalg.norm(state.lin.gradient, ord=jnp.inf)
-        else:
-            state = trf(objective, x0, lin0, lb, ub, options)
-            active = active_mask(state.x, lb, ub, xtol)
-            g = state.lin.gradient
-            v, _ = coleman_li_scaling(state.x, g, lb, ub)
-            optimality = jnp.linalg.norm(g * v, ord=jnp.inf)
+        stages = []
+        for spec, data, stage_knobs in zip(program.stages, datas, knobs, strict=True):
+            ftol, xtol, gtol, max_nfev, f_scale, n_rows = stage_knobs
+            options = Options(
+                ftol, xtol, gtol, max_nfev.astype(jnp.int32), x_scale, program.jac_scale, n_rows
+            )
+            stages.append(Stage(_evaluator(program.residual, spec, data, f_scale), options))
+        state, first_nfev, first_status = drive(method, stages, x0, reference, lb, ub)
+        options = stages[-1].options
         lin = state.lin
-        covariance, rank = _covariance(lin.R, n_rows)
+        covariance, rank = _covariance(lin.R, options.n_rows)
+        single = len(stages) == 1
         outcome = Outcome(
             state.x,
             lin.cost,
@@ -152,11 +162,13 @@ def _program_fn(program: Program):
             state.nfev,
             state.njev,
             state.nit,
-            active,
-            optimality,
+            method.active_mask(state, lb, ub, options.xtol),
+            method.optimality(state, lb, ub),
             covariance,
             rank,
             lin.finite,
+            0 if single else first_nfev,
+            0 if single else first_status,
         )
         # one flat float64 vector: a single device-to-host transfer per fit
         return jnp.concatenate([jnp.ravel(jnp.asarray(v, x0.dtype)) for v in outcome])
@@ -164,7 +176,7 @@ def _program_fn(program: Program):
     return run
 
 
-_INTEGER_FIELDS = ("status", "nfev", "njev", "nit", "rank")
+_INTEGER_FIELDS = ("status", "nfev", "njev", "nit", "rank", "first_nfev", "first_status")
 _MATRIX_FIELDS = ("R", "covariance")
 _VECTOR_FIELDS = ("x", "qtr", "gradient", "active_mask")
 
@@ -205,73 +217,53 @@ class Prepared:
     program: Program
     args: tuple
     key: tuple
-    vectors: np.ndarray  # host copy of (x0, lb, ub, x_scale), to restart from another x0
 
     def build(self):
         from jaxpro._precision import float64
 
-        # builds may run on worker threads; the x64 mode is thread-local
         with float64():
             return jax.jit(_program_fn(self.program)).lower(*self.args).compile()
 
 
+@dataclass(frozen=True)
+class StageRun:
+    """Run-time settings of one stage."""
+
+    data: Any
+    n_rows: int
+    max_nfev: int
+    ftol: float
+    xtol: float
+    gtol: float
+    f_scale: float
+
+
 def prepare(
     program: Program,
-    data,
+    stages: tuple[StageRun, ...],
     x0: np.ndarray,
     lb: np.ndarray,
     ub: np.ndarray,
-    *,
     x_scale: np.ndarray,
-    ftol: float,
-    xtol: float,
-    gtol: float,
-    max_nfev: int,
-    f_scale: float,
-    n_rows: int,
-    reference: np.ndarray | None = None,
 ) -> Prepared:
-    """Put the arguments on the device (zero-copy where possible). Call inside ``float64()``.
-
-    Args:
-        reference: ``(p, p)`` triangular factor of the Jacobian at ``x0`` known
-            beforehand (e.g. from a fit to a subsample); it preconditions the
-            first chunked pass. Identity when None.
-    """
+    """Put the arguments on the device (zero-copy where possible). Call inside ``float64()``."""
     p = np.asarray(x0).shape[0]
     vectors = np.stack([np.asarray(v, np.float64) for v in (x0, lb, ub, x_scale)])
-    knobs = np.array([ftol, xtol, gtol, max_nfev, f_scale, n_rows], dtype=np.float64)
-    reference = np.eye(p) if reference is None else np.asarray(reference, np.float64)
-    device_args = jax.device_put((data, vectors, reference, knobs))
+    knobs = np.array(
+        [[s.ftol, s.xtol, s.gtol, s.max_nfev, s.f_scale, s.n_rows] for s in stages],
+        dtype=np.float64,
+    )
+    datas = tuple(s.data for s in stages)
+    device_args = jax.device_put((datas, vectors, np.eye(p), knobs))
     leaves, treedef = jax.tree.flatten(device_args)
     key = (program, treedef, tuple((leaf.shape, leaf.dtype.str) for leaf in leaves))
-    return Prepared(program, device_args, key, vectors)
+    return Prepared(program, device_args, key)
 
 
-def compile_all(*prepared: Prepared) -> list[tuple[Any, float]]:
-    """Executables for each prepared program, compiling the missing ones concurrently."""
-    return _cache.compiled_many([(item.key, item.build) for item in prepared])
-
-
-def run(
-    prepared: Prepared, executable, compile_seconds: float = 0.0, *, x0=None, reference=None
-) -> Solved:
-    """Execute, optionally from another start ``x0`` / preconditioner ``reference``."""
-    args = list(prepared.args)
-    if x0 is not None:
-        vectors = prepared.vectors.copy()
-        vectors[0] = x0
-        args[1] = jax.device_put(vectors)
-    if reference is not None:
-        args[2] = jax.device_put(np.asarray(reference, np.float64))
+def solve(prepared: Prepared) -> Solved:
+    """Compile (once; cached in-process and on disk) and run."""
+    executable, compile_seconds = _cache.compiled(prepared.key, prepared.build)
     start = time.perf_counter()
-    flat = np.asarray(executable(*args))
-    outcome = _unpack(flat, prepared.vectors.shape[1])
+    flat = np.asarray(executable(*prepared.args))
+    outcome = _unpack(flat, prepared.args[1].shape[1])
     return Solved(outcome, compile_seconds, time.perf_counter() - start)
-
-
-def solve(program: Program, data, x0, lb, ub, **settings) -> Solved:
-    """Prepare, compile (cached) and run in one call. Call inside ``float64()``."""
-    item = prepare(program, data, x0, lb, ub, **settings)
-    [(executable, seconds)] = compile_all(item)
-    return run(item, executable, seconds)

@@ -5,8 +5,11 @@ Moré's trust-region formulation: the step minimises ``||J p + f||`` subject to
 norms (``x_scale='jac'``, MINPACK ``mode=1``) or ``1 / x_scale``. The
 Levenberg-Marquardt parameter is found through the SVD of ``R D^{-1}``
 instead of MINPACK's pivoted QR with Givens updates; the radius and parameter
-updates and the termination tests are MINPACK's. As in ``_trf``, each ``step``
-is one trial point and one data pass, all inside one ``lax.while_loop``.
+updates and the termination tests are MINPACK's.
+
+The method is four pure pieces (``init``, ``propose``, ``judge``, ``update``)
+that :func:`jaxpro.fit._solver.drive` runs under one ``lax.while_loop``, one
+trial point and one data pass per iteration.
 
 MINPACK's "tolerance too small" exits (info 6, 7, 8: no further progress is
 possible in floating point) map to the ftol, xtol and gtol statuses: the
@@ -19,12 +22,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from jaxpro.fit._pass import Linearization
 from jaxpro.fit._solver import (
     RUNNING,
-    Objective,
+    Method,
     Options,
     SolverState,
     column_norms,
@@ -33,7 +35,7 @@ from jaxpro.fit._solver import (
 )
 from jaxpro.fit._trust import solve_trust_region
 
-__all__ = ["lm"]
+__all__ = ["LM"]
 
 _FACTOR = 100.0  # MINPACK's initial step bound factor
 _EPS = float(jnp.finfo(jnp.float64).eps)
@@ -45,6 +47,25 @@ class _Extra(NamedTuple):
     par: jax.Array
     xnorm: jax.Array
     first: jax.Array
+
+
+class _Proposal(NamedTuple):
+    step: jax.Array
+    pnorm: jax.Array
+    par: jax.Array
+    delta: jax.Array
+    fnorm: jax.Array
+    gnorm: jax.Array
+
+
+class _Verdict(NamedTuple):
+    fnorm1: jax.Array
+    actred: jax.Array
+    prered: jax.Array
+    dirder: jax.Array
+    ratio: jax.Array
+    stalled: jax.Array
+    accept: jax.Array
 
 
 def _gradient_cosine(lin: Linearization, fnorm):
@@ -62,7 +83,7 @@ def _fnorm(lin: Linearization):
     return jnp.sqrt(2.0 * lin.cost)
 
 
-def init(objective: Objective, x0, lin0: Linearization, options: Options) -> SolverState:
+def init(x0, lin0: Linearization, options: Options, lb, ub) -> SolverState:
     if options.jac_scale:
         norms = column_norms(lin0.R)
         diag = jnp.where(norms == 0, 1.0, norms)
@@ -73,66 +94,87 @@ def init(objective: Objective, x0, lin0: Linearization, options: Options) -> Sol
     status = jnp.where(_gradient_cosine(lin0, _fnorm(lin0)) <= options.gtol, 1, RUNNING)
     status = jnp.where(lin0.finite, status, -3)
     extra = _Extra(diag, delta, jnp.zeros((), x0.dtype), xnorm, jnp.asarray(True))
-    return SolverState(x0, lin0, jnp.asarray(1), jnp.asarray(1), jnp.asarray(0), status, extra)
+    one = jnp.ones((), jnp.int32)
+    return SolverState(x0, lin0, one, one, jnp.zeros((), jnp.int32), status, extra)
 
 
-def step(objective: Objective, state: SolverState, options: Options) -> SolverState:
-    x, lin, extra = state.x, state.lin, state.extra
-    diag, delta, par = extra.diag, extra.delta, extra.par
+def propose(state: SolverState, options: Options, lb, ub):
+    """The LM step from the current point: ``(trial point, proposal)``."""
+    lin, extra = state.lin, state.extra
     fnorm = _fnorm(lin)
-    gnorm = _gradient_cosine(lin, fnorm)
-
-    U, s, Vt = jnp.linalg.svd(lin.R / diag[None, :], full_matrices=False)
-    z, par = solve_trust_region(U.T @ lin.qtr, s, Vt.T, delta, par, options.n_rows, rtol=0.1)
-    p = z / diag
+    U, s, Vt = jnp.linalg.svd(lin.R / extra.diag[None, :], full_matrices=False)
+    z, par = solve_trust_region(
+        U.T @ lin.qtr, s, Vt.T, extra.delta, extra.par, options.n_rows, rtol=0.1
+    )
     pnorm = jnp.linalg.norm(z)
-    delta = jnp.where(extra.first, jnp.minimum(delta, pnorm), delta)
+    delta = jnp.where(extra.first, jnp.minimum(extra.delta, pnorm), extra.delta)
+    step = z / extra.diag
+    proposal = _Proposal(step, pnorm, par, delta, fnorm, _gradient_cosine(lin, fnorm))
+    return state.x + step, proposal
 
-    x_new = x + p
 
-    def judge(trial: Linearization):
-        """MINPACK's reduction ratio and acceptance of a trial point."""
-        fnorm1 = jnp.where(trial.finite, _fnorm(trial), jnp.inf)
-        actred = jnp.where(0.1 * fnorm1 < fnorm, 1.0 - (fnorm1 / fnorm) ** 2, -1.0)
-        temp1 = jnp.linalg.norm(lin.R @ p) / fnorm
-        temp2 = jnp.sqrt(par) * pnorm / fnorm
-        prered = temp1**2 + temp2**2 / 0.5
-        dirder = -(temp1**2 + temp2**2)
-        ratio = jnp.where(prered != 0, actred / jnp.where(prered != 0, prered, 1.0), 0.0)
-        # Below the cost's rounding the ratio is noise (MINPACK's info 6 tests the
-        # absolute epsilon, too small for long data): take the tiny step unless it
-        # visibly raises the cost, and stop.
-        stalled = trial.finite & (prered <= options.rounding) & (actred >= -options.rounding)
-        accept = ((ratio >= 1e-4) & trial.finite) | stalled
-        return fnorm1, actred, prered, dirder, ratio, stalled, accept
+def _verdict(state: SolverState, proposal: _Proposal, trial: Linearization, options: Options):
+    """MINPACK's reduction ratio and the acceptance of a trial point."""
+    fnorm = proposal.fnorm
+    fnorm1 = jnp.where(trial.finite, _fnorm(trial), jnp.inf)
+    actred = jnp.where(0.1 * fnorm1 < fnorm, 1.0 - (fnorm1 / fnorm) ** 2, -1.0)
+    temp1 = jnp.linalg.norm(state.lin.R @ proposal.step) / fnorm
+    temp2 = jnp.sqrt(proposal.par) * proposal.pnorm / fnorm
+    prered = temp1**2 + temp2**2 / 0.5
+    dirder = -(temp1**2 + temp2**2)
+    ratio = jnp.where(prered != 0, actred / jnp.where(prered != 0, prered, 1.0), 0.0)
+    # Below the cost's rounding the ratio is noise (MINPACK's info 6 tests the
+    # absolute epsilon, too small for long data): take the tiny step unless it
+    # visibly raises the cost, and stop.
+    stalled = trial.finite & (prered <= options.rounding) & (actred >= -options.rounding)
+    accept = ((ratio >= 1e-4) & trial.finite) | stalled
+    return _Verdict(fnorm1, actred, prered, dirder, ratio, stalled, accept)
 
-    trial = objective.evaluate(x_new, lin.R, repeat_if=lambda t: judge(t)[-1])
-    fnorm1, actred, prered, dirder, ratio, stalled, accept = judge(trial)
 
-    # radius and parameter update (MINPACK lmder, "update the step bound")
-    shrink = jnp.where(actred >= 0, 0.5, 0.5 * dirder / (dirder + 0.5 * actred))
-    shrink = jnp.where((0.1 * fnorm1 >= fnorm) | (shrink < 0.1), 0.1, shrink)
-    poor = ratio <= 0.25
-    grow = ~poor & ((par == 0) | (ratio >= 0.75))
+def judge(state, proposal, trial, options) -> jax.Array:
+    """Whether the trial will be accepted (decides if its pass must be made exact)."""
+    return _verdict(state, proposal, trial, options).accept
+
+
+def update(state: SolverState, proposal: _Proposal, trial: Linearization, options, lb, ub):
+    """MINPACK's step-bound update, acceptance and termination tests."""
+    v = _verdict(state, proposal, trial, options)
+    extra, fnorm, pnorm, par, delta = (
+        state.extra,
+        proposal.fnorm,
+        proposal.pnorm,
+        proposal.par,
+        proposal.delta,
+    )
+    shrink = jnp.where(v.actred >= 0, 0.5, 0.5 * v.dirder / (v.dirder + 0.5 * v.actred))
+    shrink = jnp.where((0.1 * v.fnorm1 >= fnorm) | (shrink < 0.1), 0.1, shrink)
+    poor = v.ratio <= 0.25
+    grow = ~poor & ((par == 0) | (v.ratio >= 0.75))
     new_delta = jnp.where(
         poor, shrink * jnp.minimum(delta, pnorm / 0.1), jnp.where(grow, pnorm / 0.5, delta)
     )
     new_par = jnp.where(poor, par / shrink, jnp.where(grow, 0.5 * par, par))
 
-    x = jnp.where(accept, x_new, x)
-    lin = select(accept, trial, lin)
-    xnorm = jnp.where(accept, jnp.linalg.norm(diag * x), extra.xnorm)
+    accept = v.accept
+    x = jnp.where(accept, state.x + proposal.step, state.x)
+    lin = select(accept, trial, state.lin)
+    xnorm = jnp.where(accept, jnp.linalg.norm(extra.diag * x), extra.xnorm)
 
     # MINPACK's convergence tests, then its "no further progress possible" tests
-    ftol_ok = (jnp.abs(actred) <= options.ftol) & (prered <= options.ftol) & (0.5 * ratio <= 1)
+    ftol_ok = (
+        (jnp.abs(v.actred) <= options.ftol) & (v.prered <= options.ftol) & (0.5 * v.ratio <= 1)
+    )
     xtol_ok = new_delta <= options.xtol * xnorm
     status = jnp.where(ftol_ok & xtol_ok, 4, jnp.where(ftol_ok, 2, jnp.where(xtol_ok, 3, RUNNING)))
-    machine_f = stalled | ((jnp.abs(actred) <= _EPS) & (prered <= _EPS) & (0.5 * ratio <= 1))
-    status = jnp.where(status == RUNNING, jnp.where(machine_f, 2, status), status)
-    status = jnp.where(status == RUNNING, jnp.where(new_delta <= _EPS * xnorm, 3, status), status)
-    status = jnp.where(status == RUNNING, jnp.where(gnorm <= _EPS, 1, status), status)
+    at_machine = v.stalled | (
+        (jnp.abs(v.actred) <= _EPS) & (v.prered <= _EPS) & (0.5 * v.ratio <= 1)
+    )
+    status = jnp.where((status == RUNNING) & at_machine, 2, status)
+    status = jnp.where((status == RUNNING) & (new_delta <= _EPS * xnorm), 3, status)
+    status = jnp.where((status == RUNNING) & (proposal.gnorm <= _EPS), 1, status)
 
     # the next outer iteration's work on acceptance: rescale, then the gtol test
+    diag = extra.diag
     if options.jac_scale:
         diag = jnp.where(accept, jnp.maximum(diag, column_norms(lin.R)), diag)
     gtol_ok = accept & (_gradient_cosine(lin, _fnorm(lin)) <= options.gtol)
@@ -153,15 +195,13 @@ def step(objective: Objective, state: SolverState, options: Options) -> SolverSt
     )
 
 
-def lm(objective: Objective, x0, lin0: Linearization, options: Options) -> SolverState:
-    """Run Levenberg-Marquardt from ``x0`` whose linearisation is ``lin0``.
+def optimality(state: SolverState, lb, ub):
+    """SciPy's first-order optimality for LM: the gradient's largest component."""
+    return jnp.linalg.norm(state.lin.gradient, ord=jnp.inf)
 
-    Returns the final :class:`SolverState` with SciPy's status codes.
-    """
-    state = init(objective, x0, lin0, options)
 
-    def keep_going(s: SolverState):
-        return (s.status == RUNNING) & (s.nfev < options.max_nfev)
+def active_mask(state: SolverState, lb, ub, xtol):
+    return jnp.zeros(state.x.shape[0], jnp.int32)
 
-    state = lax.while_loop(keep_going, lambda s: step(objective, s, options), state)
-    return state._replace(status=jnp.where(state.status == RUNNING, 0, state.status))
+
+LM = Method(init, propose, judge, update, optimality, active_mask)

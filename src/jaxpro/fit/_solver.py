@@ -1,12 +1,21 @@
-"""What LM and TRF share: the state they loop over, their options, the objective interface."""
+"""What LM and TRF share: their state and options, and the loop that drives them.
+
+A method is a :class:`Method`: pure ``init`` / ``propose`` / ``judge`` /
+``update`` pieces. :func:`drive` runs it under one ``lax.while_loop`` in which
+every iteration makes exactly one data pass, so the (model-specific, costly
+to compile) pass appears once in the program. Stages solve the same problem on
+different data in sequence, each starting where the last converged: a fit to
+a subsample, then to all the data.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 from jax.scipy.linalg import solve_triangular
 
 from jaxpro.fit._pass import Linearization
@@ -15,20 +24,6 @@ from jaxpro.fit._pass import Linearization
 # 2 ftol, 3 xtol, 4 ftol and xtol) plus -3: non-finite cost at the start.
 RUNNING = -100
 NONFINITE_START = -3
-
-
-class Objective(NamedTuple):
-    """The problem as a solver sees it.
-
-    Attributes:
-        evaluate: ``evaluate(theta, reference_R, repeat_if) -> Linearization``:
-            one data pass preconditioned by ``reference_R``; a chunked pass whose
-            factor came out inaccurate is repeated (with its own ``R``) while
-            ``repeat_if(lin)`` holds, e.g. only for a trial the solver accepts.
-            The pass appears once in the compiled program either way.
-    """
-
-    evaluate: Callable[..., Linearization]
 
 
 class Options(NamedTuple):
@@ -88,3 +83,152 @@ def column_norms(R: jax.Array) -> jax.Array:
 def select(pred, on_true, on_false):
     """Elementwise ``where`` over two pytrees of the same structure."""
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+class Method(NamedTuple):
+    """A least-squares method as pure pieces.
+
+    Attributes:
+        init: ``(x0, lin0, options, lb, ub) -> SolverState``.
+        propose: ``(state, options, lb, ub) -> (trial_x, proposal)``.
+        judge: ``(state, proposal, trial_lin, options) -> accept`` (bool).
+        update: ``(state, proposal, trial_lin, options, lb, ub) -> SolverState``.
+        optimality: ``(state, lb, ub) -> float`` (SciPy's first-order optimality).
+        active_mask: ``(state, lb, ub, xtol) -> int array``.
+    """
+
+    init: Callable
+    propose: Callable
+    judge: Callable
+    update: Callable
+    optimality: Callable
+    active_mask: Callable
+
+
+class Stage(NamedTuple):
+    """One problem in a sequence: how to evaluate it and when to stop.
+
+    Attributes:
+        evaluate: ``evaluate(theta, reference_R, repeat_if, passes) -> Linearization``:
+            one data pass preconditioned by ``reference_R``; a chunked pass whose
+            factor came out inaccurate is repeated (up to ``passes`` more times,
+            with its own ``R``) while ``repeat_if(lin)`` holds.
+        options: the stage's settings.
+    """
+
+    evaluate: Callable[..., Linearization]
+    options: Options
+
+
+class _Drive(NamedTuple):
+    stage: jax.Array
+    starting: jax.Array  # the next pass initialises the stage
+    start_x: jax.Array
+    start_reference: jax.Array
+    state: SolverState
+    first_nfev: jax.Array  # evaluations and status of stage 0 when it ended
+    first_status: jax.Array
+
+
+def _stage_options(stages: Sequence[Stage], index) -> Options:
+    """The options of stage ``index`` (a traced integer)."""
+    first = stages[0].options
+    pick = {}
+    for name in Options._fields:
+        if name == "jac_scale":
+            pick[name] = first.jac_scale
+        else:
+            pick[name] = jnp.stack([jnp.asarray(st.options._asdict()[name]) for st in stages])[
+                index
+            ]
+    return Options(**pick)
+
+
+def _zeros_like_shape(tree):
+    return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), tree)
+
+
+def drive(method: Method, stages: Sequence[Stage], x0, reference, lb, ub):
+    """Run ``method`` through ``stages`` from ``x0``.
+
+    Args:
+        reference: ``(p, p)`` preconditioner for stage 0's first pass.
+
+    Returns:
+        ``(state, first_nfev, first_status)``: the last stage's final state
+        (status 0 if it ran out of evaluations) and how stage 0 ended.
+    """
+    p = x0.shape[0]
+    last = len(stages) - 1
+    zero_lin = Linearization(
+        jnp.zeros((), x0.dtype),
+        jnp.eye(p, dtype=x0.dtype),
+        jnp.zeros(p, x0.dtype),
+        jnp.zeros((), x0.dtype),
+        jnp.asarray(True),
+        jnp.asarray(False),
+    )
+    state0 = _zeros_like_shape(
+        jax.eval_shape(lambda: method.init(x0, zero_lin, stages[0].options, lb, ub))
+    )
+    no_proposal = _zeros_like_shape(
+        jax.eval_shape(lambda s: method.propose(s, stages[0].options, lb, ub)[1], state0)
+    )
+    rows = jnp.stack([jnp.asarray(st.options.n_rows, x0.dtype) for st in stages])
+
+    def body(d: _Drive) -> _Drive:
+        options = _stage_options(stages, d.stage)
+        theta, proposal = lax.cond(
+            d.starting,
+            lambda s: (d.start_x, no_proposal),
+            lambda s: method.propose(s, options, lb, ub),
+            d.state,
+        )
+        chosen = jnp.where(d.starting, d.start_reference, d.state.lin.R)
+
+        def repeat_if(trial):
+            return d.starting | method.judge(d.state, proposal, trial, options)
+
+        passes = jnp.where(d.starting, 3, 2)
+        lin = lax.switch(
+            d.stage,
+            [lambda th, ref, st=st: st.evaluate(th, ref, repeat_if, passes) for st in stages],
+            theta,
+            chosen,
+        )
+        state = lax.cond(
+            d.starting,
+            lambda s: method.init(theta, lin, options, lb, ub),
+            lambda s: method.update(s, proposal, lin, options, lb, ub),
+            d.state,
+        )
+        finished = (state.status != RUNNING) | (state.nfev >= options.max_nfev)
+        advance = finished & (d.stage < last)
+        converged = (state.status > 0) & state.lin.finite
+        # J^T J grows with the number of points: rescale the factor for the next stage
+        growth = jnp.sqrt(rows[jnp.minimum(d.stage + 1, last)] / rows[d.stage])
+        start_x = jnp.where(advance & converged, state.x, d.start_x)
+        start_reference = jnp.where(advance & converged, state.lin.R * growth, d.start_reference)
+        first_nfev = jnp.where(advance & (d.stage == 0), state.nfev, d.first_nfev)
+        first_status = jnp.where(advance & (d.stage == 0), state.status, d.first_status)
+        return _Drive(
+            d.stage + advance, advance, start_x, start_reference, state, first_nfev, first_status
+        )
+
+    def keep_going(d: _Drive):
+        options = _stage_options(stages, d.stage)
+        running = (d.state.status == RUNNING) & (d.state.nfev < options.max_nfev)
+        return d.starting | running
+
+    start = _Drive(
+        jnp.zeros((), jnp.int32),
+        jnp.asarray(True),
+        x0,
+        reference,
+        state0,
+        jnp.zeros((), jnp.int32),
+        jnp.asarray(RUNNING, jnp.int32),
+    )
+    end = lax.while_loop(keep_going, body, start)
+    state = end.state._replace(status=jnp.where(end.state.status == RUNNING, 0, end.state.status))
+    return state, end.first_nfev, end.first_status

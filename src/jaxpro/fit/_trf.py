@@ -1,7 +1,8 @@
 """Trust Region Reflective (Branch, Coleman and Li, 1999), as SciPy's ``method='trf'`` defines it.
 
-The solver is ``init`` / ``step`` / ``terminate`` under one bounded
-``lax.while_loop``: each ``step`` is one trial point and exactly one pass over
+The method is four pure pieces (``init``, ``propose``, ``judge``, ``update``)
+that :func:`jaxpro.fit._solver.drive` runs under one bounded
+``lax.while_loop``: each iteration is one trial point and exactly one pass over
 the data (cost and linearisation fused), so nothing returns to the host until
 the fit is done. With infinite bounds the Coleman-Li scaling is the identity
 and the method reduces to SciPy's unbounded TRF.
@@ -13,12 +14,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from jaxpro.fit._pass import Linearization
 from jaxpro.fit._solver import (
     RUNNING,
-    Objective,
+    Method,
     Options,
     SolverState,
     column_norms,
@@ -38,7 +38,7 @@ from jaxpro.fit._trust import (
     step_size_to_bound,
 )
 
-__all__ = ["trf"]
+__all__ = ["TRF"]
 
 
 class _Extra(NamedTuple):
@@ -106,7 +106,7 @@ def _scaled_gradient_norm(x, g, lb, ub):
     return jnp.linalg.norm(g * v, ord=jnp.inf)
 
 
-def init(objective: Objective, x0, lin0: Linearization, lb, ub, options: Options) -> SolverState:
+def init(x0, lin0: Linearization, options: Options, lb, ub) -> SolverState:
     g = lin0.gradient
     norms = column_norms(lin0.R)
     scale_inv = jnp.where(norms == 0, 1.0, norms) if options.jac_scale else 1.0 / options.x_scale
@@ -116,10 +116,20 @@ def init(objective: Objective, x0, lin0: Linearization, lb, ub, options: Options
     status = jnp.where(_scaled_gradient_norm(x0, g, lb, ub) < options.gtol, 1, RUNNING)
     status = jnp.where(lin0.finite, status, -3)
     extra = _Extra(scale_inv, Delta, jnp.zeros((), x0.dtype))
-    return SolverState(x0, lin0, jnp.asarray(1), jnp.asarray(1), jnp.asarray(0), status, extra)
+    one = jnp.ones((), jnp.int32)
+    return SolverState(x0, lin0, one, one, jnp.zeros((), jnp.int32), status, extra)
 
 
-def step(objective: Objective, state: SolverState, lb, ub, options: Options) -> SolverState:
+class _Proposal(NamedTuple):
+    x_new: jax.Array
+    step: jax.Array
+    step_h: jax.Array
+    predicted: jax.Array
+    alpha: jax.Array
+
+
+def propose(state: SolverState, options: Options, lb, ub):
+    """The reflective trust-region step: ``(trial point, proposal)``."""
     x, lin, extra = state.x, state.lin, state.extra
     g = lin.gradient
     n = x.shape[0]
@@ -135,29 +145,38 @@ def step(objective: Objective, state: SolverState, lb, ub, options: Options) -> 
     U, s, Vt = jnp.linalg.svd(augmented, full_matrices=False)
     uf = U.T @ jnp.concatenate([lin.qtr, jnp.zeros(n, x.dtype)])
     theta = jnp.maximum(0.995, 1 - g_norm)
-
     p_h, alpha = solve_trust_region(uf, s, Vt.T, extra.Delta, extra.alpha, options.n_rows)
     p = d * p_h
     step_x, step_h, predicted = _select_step(
         x, R_h, diag_h, g_h, p, p_h, d, extra.Delta, lb, ub, theta
     )
     x_new = make_strictly_feasible(x + step_x, lb, ub)
+    return x_new, _Proposal(x_new, step_x, step_h, predicted, alpha)
 
-    def judge(trial: Linearization):
-        actual = lin.cost - trial.cost
-        # A predicted reduction below the cost's rounding cannot be measured:
-        # further trials would only shrink the radius on noise. The tiny step is
-        # taken unless it visibly raises the cost, and the fit stops (SciPy's TRF
-        # lacks this test; MINPACK's info 6 is its absolute-epsilon form).
-        stalled = trial.finite & (predicted <= options.rounding * lin.cost)
-        stalled = stalled & (actual >= -options.rounding * lin.cost)
-        accept = trial.finite & ((actual > 0) | stalled)
-        return actual, stalled, accept
 
-    trial = objective.evaluate(x_new, lin.R, repeat_if=lambda t: judge(t)[-1])
-    actual, stalled, accept = judge(trial)
-    nfev = state.nfev + 1
+def _verdict(state: SolverState, proposal: _Proposal, trial: Linearization, options: Options):
+    cost = state.lin.cost
+    actual = cost - trial.cost
+    # A predicted reduction below the cost's rounding cannot be measured:
+    # further trials would only shrink the radius on noise. The tiny step is
+    # taken unless it visibly raises the cost, and the fit stops (SciPy's TRF
+    # lacks this test; MINPACK's info 6 is its absolute-epsilon form).
+    stalled = trial.finite & (proposal.predicted <= options.rounding * cost)
+    stalled = stalled & (actual >= -options.rounding * cost)
+    accept = trial.finite & ((actual > 0) | stalled)
+    return actual, stalled, accept
 
+
+def judge(state, proposal, trial, options) -> jax.Array:
+    """Whether the trial will be accepted (decides if its pass must be made exact)."""
+    return _verdict(state, proposal, trial, options)[-1]
+
+
+def update(state: SolverState, proposal: _Proposal, trial: Linearization, options, lb, ub):
+    """Radius update, acceptance and SciPy's termination tests."""
+    x, lin, extra = state.x, state.lin, state.extra
+    actual, stalled, accept = _verdict(state, proposal, trial, options)
+    predicted, step_h = proposal.predicted, proposal.step_h
     step_h_norm = jnp.linalg.norm(step_h)
     ratio = jnp.where(
         predicted > 0,
@@ -171,7 +190,7 @@ def step(objective: Objective, state: SolverState, lb, ub, options: Options) -> 
             (ratio > 0.75) & (step_h_norm > 0.95 * extra.Delta), 2.0 * extra.Delta, extra.Delta
         ),
     )
-    step_norm = jnp.linalg.norm(step_x)
+    step_norm = jnp.linalg.norm(proposal.step)
     ftol_ok = ((actual < options.ftol * lin.cost) & (ratio > 0.25)) | stalled
     xtol_ok = step_norm < options.xtol * (options.xtol + jnp.linalg.norm(x))
     termination = jnp.where(
@@ -181,9 +200,10 @@ def step(objective: Objective, state: SolverState, lb, ub, options: Options) -> 
 
     running = termination == RUNNING
     Delta = jnp.where(trial.finite, jnp.where(running, Delta_new, extra.Delta), 0.25 * step_h_norm)
+    alpha = proposal.alpha
     alpha = jnp.where(trial.finite & running, alpha * extra.Delta / Delta_new, alpha)
 
-    x = jnp.where(accept, x_new, x)
+    x = jnp.where(accept, proposal.x_new, x)
     lin = select(accept, trial, lin)
     if options.jac_scale:
         scale_inv = jnp.where(
@@ -202,7 +222,7 @@ def step(objective: Objective, state: SolverState, lb, ub, options: Options) -> 
     return SolverState(
         x,
         lin,
-        nfev,
+        state.nfev + 1,
         state.njev + accept,
         state.nit + accept,
         status,
@@ -210,21 +230,14 @@ def step(objective: Objective, state: SolverState, lb, ub, options: Options) -> 
     )
 
 
-def trf(objective: Objective, x0, lin0: Linearization, lb, ub, options: Options) -> SolverState:
-    """Run TRF from ``x0`` (strictly feasible) whose linearisation is ``lin0``.
-
-    Returns the final :class:`SolverState`; ``status`` follows SciPy (0 max_nfev,
-    1 gtol, 2 ftol, 3 xtol, 4 ftol and xtol) with -3 for a non-finite start.
-    """
-    state = init(objective, x0, lin0, lb, ub, options)
-
-    def keep_going(s: SolverState):
-        return (s.status == RUNNING) & (s.nfev < options.max_nfev)
-
-    state = lax.while_loop(keep_going, lambda s: step(objective, s, lb, ub, options), state)
-    return state._replace(status=jnp.where(state.status == RUNNING, 0, state.status))
+def optimality(state: SolverState, lb, ub):
+    """SciPy's first-order optimality for TRF: the Coleman-Li scaled gradient."""
+    return _scaled_gradient_norm(state.x, state.lin.gradient, lb, ub)
 
 
-def active_mask(x, lb, ub, xtol):
+def active_mask(state: SolverState, lb, ub, xtol):
     """SciPy's ``active_mask`` for a TRF solution."""
-    return active_constraints(x, lb, ub, rtol=xtol)
+    return active_constraints(state.x, lb, ub, rtol=xtol)
+
+
+TRF = Method(init, propose, judge, update, optimality, active_mask)
