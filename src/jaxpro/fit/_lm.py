@@ -30,7 +30,7 @@ from jaxpro.fit._solver import (
     Options,
     SolverState,
     column_norms,
-    final_newton_step,
+    conclude,
     select,
 )
 from jaxpro.fit._trust import solve_trust_region
@@ -179,20 +179,8 @@ def update(state: SolverState, proposal: _Proposal, trial: Linearization, option
         diag = jnp.where(accept, jnp.maximum(diag, column_norms(lin.R)), diag)
     gtol_ok = accept & (_gradient_cosine(lin, _fnorm(lin)) <= options.gtol)
     status = jnp.where((status == RUNNING) & gtol_ok, 1, status)
-    newton, usable = final_newton_step(lin, options)
-    polish = accept & usable
-    x = jnp.where(polish, x + newton, x)
-    status = jnp.where(polish & (status == RUNNING), 2, status)
-
-    return SolverState(
-        x,
-        lin,
-        state.nfev + 1,
-        state.njev + accept,
-        state.nit + accept,
-        status,
-        _Extra(diag, new_delta, new_par, xnorm, jnp.asarray(False)),
-    )
+    extra = _Extra(diag, new_delta, new_par, xnorm, jnp.asarray(False))
+    return conclude(state, x, lin, accept, status, extra, options)
 
 
 def optimality(state: SolverState, lb, ub):

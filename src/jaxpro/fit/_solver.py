@@ -75,6 +75,24 @@ def final_newton_step(lin: Linearization, options: Options):
     return step, usable
 
 
+def conclude(state, x, lin, accept, status, extra, options, inside=None) -> SolverState:
+    """The state after a trial: take the final Gauss-Newton step where it applies, count.
+
+    Args:
+        inside: optional ``inside(x) -> bool``; the final step is taken only where true
+            (TRF keeps iterates strictly feasible).
+    """
+    newton, usable = final_newton_step(lin, options)
+    polish = accept & usable
+    if inside is not None:
+        polish = polish & inside(x + newton)
+    x = jnp.where(polish, x + newton, x)
+    status = jnp.where(polish & (status == RUNNING), 2, status)
+    return SolverState(
+        x, lin, state.nfev + 1, state.njev + accept, state.nit + accept, status, extra
+    )
+
+
 def column_norms(R: jax.Array) -> jax.Array:
     """Column norms of J, read off its triangular factor."""
     return jnp.sqrt(jnp.sum(R * R, axis=0))

@@ -22,7 +22,7 @@ from jaxpro.fit._solver import (
     Options,
     SolverState,
     column_norms,
-    final_newton_step,
+    conclude,
     select,
 )
 from jaxpro.fit._trust import (
@@ -215,18 +215,9 @@ def update(state: SolverState, proposal: _Proposal, trial: Linearization, option
     status = jnp.where(
         accept & (_scaled_gradient_norm(x, lin.gradient, lb, ub) < options.gtol), 1, status
     )
-    newton, usable = final_newton_step(lin, options)
-    polish = accept & usable & jnp.all((x + newton > lb) & (x + newton < ub))
-    x = jnp.where(polish, x + newton, x)
-    status = jnp.where(polish & (status == RUNNING), 2, status)
-    return SolverState(
-        x,
-        lin,
-        state.nfev + 1,
-        state.njev + accept,
-        state.nit + accept,
-        status,
-        _Extra(scale_inv, Delta, alpha),
+    extra = _Extra(scale_inv, Delta, alpha)
+    return conclude(
+        state, x, lin, accept, status, extra, options, inside=lambda z: jnp.all((z > lb) & (z < ub))
     )
 
 
