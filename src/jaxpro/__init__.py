@@ -23,6 +23,7 @@ _LAZY = {
     "curve_fit": "jaxpro.fit",
     "least_squares": "jaxpro.fit",
     "FitResult": "jaxpro.fit",
+    "use_cpu_cores": "jaxpro._devices",
     "errors": None,
     "expr": None,
     "io": None,
@@ -30,6 +31,7 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from jaxpro import errors, expr, io
+    from jaxpro._devices import use_cpu_cores
     from jaxpro.fit import FitResult, curve_fit, fit, least_squares
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "fit",
     "io",
     "least_squares",
+    "use_cpu_cores",
 ]
 
 

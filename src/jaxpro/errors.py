@@ -15,6 +15,7 @@ from __future__ import annotations
 import reprlib
 
 __all__ = [
+    "BackendStartedError",
     "ConvergenceError",
     "InputError",
     "JaxproError",
@@ -87,6 +88,10 @@ class ConvergenceError(JaxproError, RuntimeError):
     def __init__(self, message: str, result: object = None):
         self.result = result
         super().__init__(message)
+
+
+class BackendStartedError(JaxproError, RuntimeError):
+    """A setting that must precede JAX's backend start came too late (e.g. the CPU device count)."""
 
 
 class JaxproWarning(UserWarning):

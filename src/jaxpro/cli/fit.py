@@ -11,6 +11,7 @@ other name in it is a parameter.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import click
 
 from jaxpro.cli._app import debug_option, info
-from jaxpro.errors import InputError
+from jaxpro.errors import BackendStartedError, InputError
 
 __all__ = ["fit", "parse_bounds", "parse_p0", "run_fit", "split_names"]
 
@@ -292,6 +293,13 @@ def fit(
     no_plot: bool,
 ) -> None:
     """Fit a model expression to columns of DATA (csv, tsv, txt, parquet, npy, npz)."""
+    import jaxpro
+
+    # The command owns its process: one JAX CPU device per core lets long data
+    # split their passes over every core (a library call never does this).
+    # Invoked in-process after JAX started (tests, notebooks), it keeps what is there.
+    with contextlib.suppress(BackendStartedError):
+        jaxpro.use_cpu_cores()
     result = run_fit(
         data,
         model=model,

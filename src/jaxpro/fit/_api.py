@@ -239,7 +239,7 @@ def run_curve(
         auto_method: the method was chosen by jaxpro, so a failed LM may be
             retried with TRF.
     """
-    layout, arrays = _data.build(data.x, data.y, data.weights, data.chol)
+    layout, arrays = _data.build(data.x, data.y, data.weights, data.chol, shards=_shards(data.n))
     residual = curve_residual(model, jac)
     sample = arrays["block"] if layout.kind == "direct" else _first_chunk(arrays["regions"][0])
     shape = trace_check(residual, theta0, sample, what=what)
@@ -294,6 +294,23 @@ def run_curve(
             run_seconds=solved.run_seconds + retry.run_seconds,
         )
     return CurveRun(solved, layout, settings, fallback, warm_info, first_method)
+
+
+# Below this many points per device, splitting costs more (per-device copies,
+# collectives) than it saves.
+SHARD_MIN_POINTS = 1 << 20
+
+
+def _shards(n: int) -> int:
+    """Devices to split ``n`` points over: every device, if each gets enough work.
+
+    On a CPU, JAX shows one device unless configured otherwise (see
+    ``jaxpro.use_cpu_cores``).
+    """
+    import jax
+
+    devices = jax.device_count()
+    return devices if devices > 1 and n >= SHARD_MIN_POINTS * devices else 1
 
 
 def _first_chunk(region):

@@ -48,6 +48,7 @@ class Layout:
         x_parts: 0 when x is one array over points; k when x has k rows.
         covariance: a full (lower Cholesky) covariance transforms the residuals.
         copied: whether the body had to be copied (unaligned or strided input).
+        shards: devices the chunks are split over (1: one device).
     """
 
     kind: str
@@ -58,6 +59,7 @@ class Layout:
     x_parts: int = 0
     covariance: bool = False
     copied: bool = False
+    shards: int = 1
 
     def describe(self) -> str:
         if self.kind == "direct":
@@ -66,6 +68,8 @@ class Layout:
         text += " (copied)" if self.copied else " read in place"
         if self.rest_chunks:
             text += f" + {self.rest_chunks} padded chunk{'s' if self.rest_chunks > 1 else ''}"
+        if self.shards > 1:
+            text += f", split over {self.shards} devices"
         return text
 
 
@@ -103,7 +107,14 @@ def _rows(x: np.ndarray, fn) -> Any:
     return tuple(fn(row) for row in x)
 
 
-def build(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, chol: np.ndarray | None = None):
+def build(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray | None,
+    chol: np.ndarray | None = None,
+    *,
+    shards: int = 1,
+):
     """Lay out float64 data for the passes.
 
     Args:
@@ -111,6 +122,9 @@ def build(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, chol: np.ndarray |
         y: ``(n,)`` observations.
         w: ``(n,)`` weights ``1/sigma`` or None (all 1).
         chol: ``(n, n)`` lower Cholesky factor of the covariance of ``y``, or None.
+        shards: devices the chunks will be split over; every region's chunk
+            count becomes a multiple of it (the body gives its last few whole
+            chunks to the padded rest when the count does not divide).
 
     Returns:
         ``(layout, data)``: the static :class:`Layout` and a pytree of NumPy arrays:
@@ -137,6 +151,7 @@ def build(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, chol: np.ndarray |
     head = (-first.ctypes.data % _ALIGN) // 8 if first.ctypes.data % 8 == 0 else 0
     whole = (n - head) // chunk
     body_chunks = _ladder_at_most(whole) if bucketed else whole
+    body_chunks -= body_chunks % shards
     body = slice(head, head + body_chunks * chunk)
     copied = False
 
@@ -153,6 +168,7 @@ def build(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, chol: np.ndarray |
     rest_chunks = -(-rest.size // chunk)
     if bucketed and rest_chunks:
         rest_chunks = _ladder_at_least(rest_chunks)
+    rest_chunks = -(-rest_chunks // shards) * shards
     total = rest_chunks * chunk
 
     def padded(a: np.ndarray) -> np.ndarray:
@@ -181,5 +197,6 @@ def build(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, chol: np.ndarray |
         weighted_body=w is not None,
         x_parts=x_parts,
         copied=copied,
+        shards=shards,
     )
     return layout, {"regions": tuple(regions)}

@@ -62,6 +62,27 @@ class Program:
     def layout(self) -> Layout:
         return self.stages[-1].layout
 
+    @property
+    def shards(self) -> int:
+        return max(spec.layout.shards for spec in self.stages)
+
+    def mesh(self):
+        """The device mesh chunks are split over (None on one device)."""
+        if self.shards == 1:
+            return None
+        from jax.sharding import Mesh
+
+        return Mesh(np.array(jax.devices()[: self.shards]), (_AXIS,))
+
+    def data_specs(self):
+        """shard_map/sharding specs per stage: chunks split, everything else replicated."""
+        from jax.sharding import PartitionSpec
+
+        return tuple(
+            {"regions": PartitionSpec(_AXIS)} if spec.layout.shards > 1 else PartitionSpec()
+            for spec in self.stages
+        )
+
 
 class Outcome(NamedTuple):
     """What the compiled program returns (NumPy values once on the host)."""
@@ -85,9 +106,14 @@ class Outcome(NamedTuple):
     first_status: Any
 
 
+_AXIS = "data"  # the mesh axis chunks are split over
+
+
 def _evaluator(residual, spec: StageSpec, data, f_scale) -> Callable[..., Linearization]:
     """``evaluate(theta, reference, repeat_if, passes)`` for one stage's data."""
     kw = {"loss": spec.loss, "f_scale": f_scale}
+    if spec.layout.shards > 1:
+        kw["axis_name"] = _AXIS
     if spec.layout.kind == "direct":
         block = data["block"]
 
@@ -173,7 +199,20 @@ def _program_fn(program: Program):
         # one flat float64 vector: a single device-to-host transfer per fit
         return jnp.concatenate([jnp.ravel(jnp.asarray(v, x0.dtype)) for v in outcome])
 
-    return run
+    mesh = program.mesh()
+    if mesh is None:
+        return run
+    from jax.sharding import PartitionSpec
+
+    # Every device runs the same (tiny) solver on replicated values; only the
+    # passes are split, their partial sums combined with psum.
+    replicated = PartitionSpec()
+    return jax.shard_map(
+        run,
+        mesh=mesh,
+        in_specs=(program.data_specs(), replicated, replicated, replicated),
+        out_specs=replicated,
+    )
 
 
 _INTEGER_FIELDS = ("status", "nfev", "njev", "nit", "rank", "first_nfev", "first_status")
@@ -254,7 +293,27 @@ def prepare(
         dtype=np.float64,
     )
     datas = tuple(s.data for s in stages)
-    device_args = jax.device_put((datas, vectors, np.eye(p), knobs))
+    args = (datas, vectors, np.eye(p), knobs)
+    mesh = program.mesh()
+    if mesh is None:
+        device_args = jax.device_put(args)
+    else:
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        def place(spec_tree, tree):
+            return jax.tree.map(
+                lambda spec, sub: jax.device_put(sub, NamedSharding(mesh, spec)),
+                spec_tree,
+                tree,
+                is_leaf=lambda node: isinstance(node, PartitionSpec),
+            )
+
+        device_args = (
+            tuple(
+                place(spec, data) for spec, data in zip(program.data_specs(), datas, strict=True)
+            ),
+            *(jax.device_put(a, NamedSharding(mesh, PartitionSpec())) for a in args[1:]),
+        )
     leaves, treedef = jax.tree.flatten(device_args)
     key = (program, treedef, tuple((leaf.shape, leaf.dtype.str) for leaf in leaves))
     return Prepared(program, device_args, key)

@@ -155,7 +155,7 @@ def _symmetric(pair_sums, n):
 
 
 def chunked_pass(
-    residual: Residual, theta, regions, reference, *, loss="linear", f_scale=1.0
+    residual: Residual, theta, regions, reference, *, loss="linear", f_scale=1.0, axis_name=None
 ) -> Linearization:
     """Accumulate the preconditioned Gram matrix over chunks and factor it.
 
@@ -166,6 +166,8 @@ def chunked_pass(
             chunks; each is scanned (a region may have zero chunks).
         reference: ``(p, p)`` upper-triangular preconditioner ``P`` (the previous ``R``).
         loss, f_scale: robust loss settings.
+        axis_name: inside ``shard_map``, the mesh axis the chunks are split over;
+            the partial sums of every device (and process) are added with ``psum``.
     """
     p = theta.shape[0]
     eye = jnp.eye(p, dtype=theta.dtype)
@@ -184,9 +186,14 @@ def chunked_pass(
 
     n_pairs = (p + 1) * (p + 2) // 2
     total = jnp.zeros(n_pairs + (2 if robust else 0), theta.dtype)
+    if axis_name is not None:
+        # each device accumulates its own chunks: the running sum varies over the axis
+        total = lax.pcast(total, (axis_name,), to="varying")
     for region in regions:
         if jax.tree.leaves(region)[0].shape[0] > 0:
             total, _ = lax.scan(accumulate, total, region)
+    if axis_name is not None:
+        total = lax.psum(total, axis_name)
     G = _symmetric(total, p + 1)
     if robust:
         cost, chi2 = 0.5 * total[n_pairs], total[n_pairs + 1]
