@@ -319,3 +319,38 @@ def test_more_parameters_than_residuals_uses_reverse_mode_and_matches_scipy():
     np.testing.assert_allclose(ours.cost, ref.cost, atol=1e-18)
     J = np.asarray(jax.jacfwd(fun)(jnp.asarray(ours.x)))
     np.testing.assert_allclose(ours.jac, J, rtol=1e-12)
+
+
+def test_lm_on_a_plateau_gets_a_second_opinion_from_trf():
+    """NIST BoxBOD from start 1: LM parks at b2 = 27 (model flat); jaxpro's default retries TRF."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from nist import load
+
+    problem = load("BoxBOD")
+    lm_only, lm_cov = jaxpro.curve_fit(
+        problem.model, problem.x, problem.y, p0=problem.starts[0], method="lm"
+    )
+    assert lm_only[1] > 10, "explicit LM is respected even when it parks on the plateau"
+    assert np.sqrt(lm_cov[1, 1]) > 1e6 * lm_only[1], "b2 is undetermined there"
+    popt, _ = jaxpro.curve_fit(problem.model, problem.x, problem.y, p0=problem.starts[0])
+    np.testing.assert_allclose(popt, problem.certified_values, rtol=1e-6)
+
+
+def test_trust_region_parameter_stays_non_negative():
+    """A curve where the Newton update of the LM parameter leaves its bracket (was NaN forever)."""
+    rng = np.random.default_rng(0)
+    m = 5000
+    a, b, c = rng.uniform(1, 3, m), rng.uniform(0.5, 2, m), rng.uniform(-0.5, 0.5, m)
+    x = np.linspace(0, 5, 200)
+    noise = rng.normal(0, 0.05, (m, 200))
+    i = 1921
+    y = a[i] * np.exp(-b[i] * x) + c[i] + noise[i]
+    popt, _, info, _, _ = jaxpro.curve_fit(
+        decay, x, y, p0=(1.5, 1.0, 0.0), method="lm", full_output=True
+    )
+    assert info["nfev"] < 40
+    ref, _ = so.curve_fit(decay_np, x, y, p0=(1.5, 1.0, 0.0), **TIGHT)
+    np.testing.assert_allclose(popt, ref, rtol=1e-6)

@@ -431,9 +431,9 @@ def test_plan_reasons_mention_lm_when_unbounded(expr_fit):
 
 
 def test_plan_reasons_after_the_lm_to_trf_fallback():
-    # method left to jaxpro; LM runs out of evaluations and TRF is run instead
+    # method left to jaxpro; LM runs out of evaluations, so TRF is tried too
+    # (with this budget it fails as well, and the lower-cost answer is kept)
     result = jaxpro.fit(EXPRESSION, X, Y, p0=P0, max_nfev=2)
-    assert result.plan.method == "trf"
-    assert any("TRF was run instead" in reason for reason in result.plan.reasons)
+    assert any("TRF was" in reason for reason in result.plan.reasons), result.plan.reasons
     # the first reason explains the first choice (LM), not TRF "where LM converges fastest"
     assert result.plan.reasons[0].startswith("Levenberg-Marquardt"), result.plan.reasons

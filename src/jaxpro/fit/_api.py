@@ -24,7 +24,7 @@ import numpy as np
 from jaxpro._precision import float64
 from jaxpro.errors import ConvergenceError, InputError, ModelError, OptimizeWarning
 from jaxpro.fit import _checks, _data, _engine
-from jaxpro.fit._engine import Solved
+from jaxpro.fit._engine import Outcome, Solved
 from jaxpro.fit._losses import check_loss
 from jaxpro.fit._model import count_parameters, curve_residual, function_residual, trace_check
 from jaxpro.io import as_array
@@ -279,21 +279,47 @@ def run_curve(
         }
     fallback = None
     first_method = settings.method
-    if auto_method and settings.method == "lm" and out.status == 0:
+    trouble = _lm_trouble(out, data.n) if auto_method and settings.method == "lm" else None
+    if trouble is not None:
         # LM can wander off on saturating models (NIST BoxBOD from its far
-        # start); TRF's reflective steps and scaling recover. Only when the
-        # method was left to jaxpro: an explicit method='lm' is respected.
-        settings = replace(settings, method="trf")
-        retry = _solve(residual, settings, stages, _start(theta0, settings))
-        fallback = (
-            f"LM used its {settings.max_nfev} evaluations without converging; TRF was run instead"
-        )
+        # start: b2 -> 27, the model flat); TRF's reflective steps and scaling
+        # recover. Only when the method was left to jaxpro: an explicit
+        # method='lm' is respected. The better of the two answers is kept.
+        trf = replace(settings, method="trf")
+        retry = _solve(residual, trf, stages, _start(theta0, trf))
+        better = retry.outcome.status > 0 and (out.status <= 0 or retry.outcome.cost <= out.cost)
+        if better:
+            settings = trf
+            fallback = f"LM {trouble}; TRF was run instead and found a better fit"
+        else:
+            fallback = f"LM {trouble}; TRF was tried too and did no better"
+        chosen = retry if better else solved
         solved = replace(
-            retry,
+            chosen,
             compile_seconds=solved.compile_seconds + retry.compile_seconds,
             run_seconds=solved.run_seconds + retry.run_seconds,
         )
     return CurveRun(solved, layout, settings, fallback, warm_info, first_method)
+
+
+# A standard error this many times the parameter's magnitude means the
+# parameter is not determined at all: typically LM parked on a plateau.
+_UNDETERMINED = 1e6
+
+
+def _lm_trouble(out: Outcome, n: int) -> str | None:
+    """Why an LM result deserves a second opinion from TRF, or None."""
+    if out.status == 0:
+        return "used its evaluation budget without converging"
+    p = out.x.shape[0]
+    if n > p:
+        variance = np.diag(out.covariance) * 2.0 * max(out.cost, np.finfo(float).tiny) / (n - p)
+        stderr = np.sqrt(np.abs(variance))
+        if not np.all(np.isfinite(stderr)) or np.any(
+            stderr > _UNDETERMINED * np.maximum(np.abs(out.x), 1e-300)
+        ):
+            return "converged where some parameters are undetermined (a plateau of the cost)"
+    return None
 
 
 # Below this many points per device, splitting costs more (per-device copies,

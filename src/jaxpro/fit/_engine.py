@@ -26,6 +26,7 @@ from jax import lax
 
 from jaxpro import _cache
 from jaxpro.fit._data import Layout
+from jaxpro.fit._linalg import svd
 from jaxpro.fit._lm import LM
 from jaxpro.fit._pass import Linearization, chunked_pass, direct_pass
 from jaxpro.fit._solver import Options, Stage, drive
@@ -51,12 +52,14 @@ class Program:
         method: "lm" or "trf".
         jac_scale: scale variables by the Jacobian's column norms (x_scale='jac').
         stages: the problems solved in sequence; the last is the real one.
+        batched: the program is vmapped over many independent fits.
     """
 
     residual: Callable
     method: str
     jac_scale: bool
     stages: tuple[StageSpec, ...]
+    batched: bool = False  # vmapped over many independent fits (see batched_program_fn)
 
     @property
     def layout(self) -> Layout:
@@ -150,7 +153,7 @@ def _evaluator(residual, spec: StageSpec, data, f_scale) -> Callable[..., Linear
 
 def _covariance(R, n_rows):
     """``(R^T R)^{-1}`` through the SVD, with SciPy's rank threshold."""
-    _, s, Vt = jnp.linalg.svd(R)
+    _, s, Vt = svd(R)
     threshold = jnp.finfo(R.dtype).eps * jnp.maximum(n_rows, R.shape[0]) * s[0]
     kept = s > threshold
     inverse_sq = jnp.where(kept, 1.0 / jnp.where(kept, s, 1.0) ** 2, 0.0)
@@ -215,6 +218,39 @@ def _program_fn(program: Program):
     )
 
 
+def _merge(shared, batched):
+    """Nested dicts/tuples: the union of two trees with disjoint leaves."""
+    if isinstance(shared, dict):
+        keys = set(shared) | set(batched)
+        return {
+            k: _merge(shared.get(k), batched.get(k))
+            if k in shared and k in batched
+            else shared.get(k, batched.get(k))
+            for k in keys
+        }
+    if isinstance(shared, tuple):
+        return tuple(_merge(a, b) for a, b in zip(shared, batched, strict=True))
+    return batched if shared is None else shared
+
+
+def batched_program_fn(program: Program):
+    """``run(batched, shared, vectors, reference, knobs)``: the program vmapped over fits.
+
+    ``batched`` holds each fit's data (leading axis: fits), ``shared`` the data
+    common to all (e.g. one x for every curve); ``vectors`` and ``knobs`` are
+    per fit. Returns one packed outcome row per fit.
+    """
+    single = _program_fn(program)
+
+    def run(batched, shared, vectors, reference, knobs):
+        def one(data, vector, knob):
+            return single((_merge(shared, data),), vector, reference, knob)
+
+        return jax.vmap(one)(batched, vectors, knobs)
+
+    return run
+
+
 _INTEGER_FIELDS = ("status", "nfev", "njev", "nit", "rank", "first_nfev", "first_status")
 _MATRIX_FIELDS = ("R", "covariance")
 _VECTOR_FIELDS = ("x", "qtr", "gradient", "active_mask")
@@ -259,9 +295,13 @@ class Prepared:
 
     def build(self):
         from jaxpro._precision import float64
+        from jaxpro.fit import _linalg
 
-        with float64():
-            return jax.jit(_program_fn(self.program)).lower(*self.args).compile()
+        if not self.program.batched:
+            with float64():
+                return jax.jit(_program_fn(self.program)).lower(*self.args).compile()
+        with float64(), _linalg.batched():
+            return jax.jit(batched_program_fn(self.program)).lower(*self.args).compile()
 
 
 @dataclass(frozen=True)
@@ -326,3 +366,41 @@ def solve(prepared: Prepared) -> Solved:
     flat = np.asarray(executable(*prepared.args))
     outcome = _unpack(flat, prepared.args[1].shape[1])
     return Solved(outcome, compile_seconds, time.perf_counter() - start)
+
+
+def unpack_rows(flat: np.ndarray, p: int) -> dict[str, np.ndarray]:
+    """Column views of a batch of packed outcomes (one row per fit)."""
+    columns, start = {}, 0
+    for name in Outcome._fields:
+        size = p * p if name in _MATRIX_FIELDS else p if name in _VECTOR_FIELDS else 1
+        block = flat[:, start : start + size]
+        start += size
+        if name in _MATRIX_FIELDS:
+            columns[name] = block.reshape(-1, p, p)
+        elif name in _VECTOR_FIELDS:
+            columns[name] = block.astype(np.int64) if name == "active_mask" else block
+        elif name in _INTEGER_FIELDS:
+            columns[name] = block[:, 0].astype(np.int64)
+        elif name == "finite":
+            columns[name] = block[:, 0].astype(bool)
+        else:
+            columns[name] = block[:, 0]
+    return columns
+
+
+def prepare_batch(program: Program, batched, shared, vectors, knobs) -> Prepared:
+    """Device arguments of a batched program (``vectors``: (B, 4, p); ``knobs``: (B, 1, 6))."""
+    p = vectors.shape[-1]
+    device_args = jax.device_put((batched, shared, vectors, np.eye(p), knobs))
+    leaves, treedef = jax.tree.flatten(device_args)
+    key = (program, treedef, tuple((leaf.shape, leaf.dtype.str) for leaf in leaves))
+    return Prepared(program, device_args, key)
+
+
+def run_batch(prepared: Prepared) -> tuple[dict[str, np.ndarray], float, float]:
+    """Compile (cached) and run a batched program: ``(columns, compile_s, run_s)``."""
+    executable, compile_seconds = _cache.compiled(prepared.key, prepared.build)
+    start = time.perf_counter()
+    flat = np.asarray(executable(*prepared.args))
+    p = prepared.args[2].shape[-1]
+    return unpack_rows(flat, p), compile_seconds, time.perf_counter() - start

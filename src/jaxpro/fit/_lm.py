@@ -23,6 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxpro.fit._linalg import svd
 from jaxpro.fit._pass import Linearization
 from jaxpro.fit._solver import (
     RUNNING,
@@ -102,7 +103,7 @@ def propose(state: SolverState, options: Options, lb, ub):
     """The LM step from the current point: ``(trial point, proposal)``."""
     lin, extra = state.lin, state.extra
     fnorm = _fnorm(lin)
-    U, s, Vt = jnp.linalg.svd(lin.R / extra.diag[None, :], full_matrices=False)
+    U, s, Vt = svd(lin.R / extra.diag[None, :])
     z, par = solve_trust_region(
         U.T @ lin.qtr, s, Vt.T, extra.delta, extra.par, options.n_rows, rtol=0.1
     )
@@ -123,6 +124,7 @@ def _verdict(state: SolverState, proposal: _Proposal, trial: Linearization, opti
     prered = temp1**2 + temp2**2 / 0.5
     dirder = -(temp1**2 + temp2**2)
     ratio = jnp.where(prered != 0, actred / jnp.where(prered != 0, prered, 1.0), 0.0)
+    ratio = jnp.where(jnp.isfinite(ratio), ratio, 0.0)  # an unusable trial is a rejected one
     # Below the cost's rounding the ratio is noise (MINPACK's info 6 tests the
     # absolute epsilon, too small for long data): take the tiny step unless it
     # visibly raises the cost, and stop.

@@ -94,7 +94,12 @@ def curve_residual(model: Callable, jac: Callable | None = None) -> Callable:
         if isinstance(x, tuple):
             x = jnp.stack(x)
         y = block["y"]
-        r = jnp.broadcast_to(f(x, *theta), y.shape) - y
+        value = f(x, *theta)
+        if (
+            jnp.shape(value) != y.shape
+        ):  # e.g. a constant model; a no-op broadcast still costs under vmap
+            value = jnp.broadcast_to(value, y.shape)
+        r = value - y
         if "L" in block:
             r = jnp.where(block["w"] > 0, r, 0.0)
             return solve_triangular(block["L"], r, lower=True)

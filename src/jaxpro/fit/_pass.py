@@ -34,8 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.scipy.linalg import solve_triangular
 
+from jaxpro.fit._linalg import cholesky_upper, inverse_upper, solve_upper, svd
 from jaxpro.fit._losses import robust_scaling
 
 __all__ = ["Linearization", "chunked_pass", "direct_pass"]
@@ -170,8 +170,7 @@ def chunked_pass(
             the partial sums of every device (and process) are added with ``psum``.
     """
     p = theta.shape[0]
-    eye = jnp.eye(p, dtype=theta.dtype)
-    inverse = solve_triangular(reference, eye, lower=False)  # P^{-1}, upper triangular
+    inverse = inverse_upper(reference)  # P^{-1}, upper triangular
 
     robust = loss != "linear"
 
@@ -190,7 +189,10 @@ def chunked_pass(
         # each device accumulates its own chunks: the running sum varies over the axis
         total = lax.pcast(total, (axis_name,), to="varying")
     for region in regions:
-        if jax.tree.leaves(region)[0].shape[0] > 0:
+        count = jax.tree.leaves(region)[0].shape[0]
+        if count == 1:  # no loop for a single chunk (it fuses better, e.g. under vmap)
+            total = total + sums(jax.tree.map(lambda a: a[0], region))
+        elif count > 1:
             total, _ = lax.scan(accumulate, total, region)
     if axis_name is not None:
         total = lax.psum(total, axis_name)
@@ -203,19 +205,28 @@ def chunked_pass(
 
 
 def _factor_gram(G, reference, cost, chi2) -> Linearization:
-    """``R`` and ``qtr`` from the Gram matrix of ``[J P^{-1} | r]``."""
+    """``R`` and ``qtr`` from the Gram matrix of ``[J P^{-1} | r]``.
+
+    ``S = (J P^{-1})^T (J P^{-1})`` is close to the identity when ``P`` is a good
+    preconditioner, and its Cholesky factor ``C`` then gives ``R = C P``. A
+    small diagonal shift (relative ``p * eps``, the rounding level of ``S``)
+    keeps the factorisation defined when ``J`` is rank-deficient; LM and TRF
+    regularise those directions anyway. The condition of ``C`` decides whether
+    the pass must be repeated with ``R`` as the new preconditioner.
+    """
     p = reference.shape[0]
     S, b = G[:p, :p], G[:p, p]
-    eigenvalues, vectors = jnp.linalg.eigh(S)
-    largest = eigenvalues[-1]
     eps = jnp.finfo(G.dtype).eps
-    # A rank-deficient Jacobian leaves eigenvalues at rounding level; flooring
-    # them keeps R invertible (LM and TRF regularise those directions anyway).
-    floor = jnp.maximum(largest, jnp.finfo(G.dtype).tiny) * (p * eps)
-    root = jnp.sqrt(jnp.maximum(eigenvalues, floor))[:, None] * vectors.T
-    C = jnp.linalg.qr(root, mode="r")
+    scale = jnp.maximum(jnp.max(jnp.diag(S)), jnp.finfo(G.dtype).tiny)
+    eye = jnp.eye(p, dtype=G.dtype)
+    C = cholesky_upper(S + (p * eps * scale) * eye)
+    # Far from the answer an unpreconditioned S can be indefinite at rounding
+    # level; a larger shift still yields a factor, which the repeat then refines.
+    rescue = cholesky_upper(S + (1e-6 * scale) * eye)
+    C = jnp.where(jnp.all(jnp.isfinite(C)), C, rescue)
     R = C @ reference
-    qtr = solve_triangular(C, b, lower=False, trans="T")
-    ill = eigenvalues[0] < largest / _CONDITION_LIMIT**2
+    qtr = solve_upper(C, b, transpose=True)
+    singular = svd(C)[1]
+    ill = singular[-1] * _CONDITION_LIMIT < singular[0]
     finite = _all_finite(cost, R, qtr)
     return Linearization(cost, R, qtr, chi2, finite, ill & finite)

@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.scipy.linalg import solve_triangular
 
+from jaxpro.fit._linalg import solve_upper
 from jaxpro.fit._pass import Linearization
 
 # status while the loop runs; final codes follow SciPy (0 max_nfev, 1 gtol,
@@ -70,7 +70,7 @@ def final_newton_step(lin: Linearization, options: Options):
         ``(step, usable)``.
     """
     decrement = 0.5 * jnp.sum(lin.qtr**2) / jnp.maximum(lin.cost, jnp.finfo(lin.cost.dtype).tiny)
-    step = -solve_triangular(lin.R, lin.qtr, lower=False)
+    step = -solve_upper(lin.R, lin.qtr)
     usable = lin.finite & (decrement <= options.rounding) & jnp.all(jnp.isfinite(step))
     return step, usable
 

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxpro.fit._linalg import svd
 from jaxpro.fit._pass import Linearization
 from jaxpro.fit._solver import (
     RUNNING,
@@ -142,7 +143,7 @@ def propose(state: SolverState, options: Options, lb, ub):
     g_h = d * g
     R_h = lin.R * d[None, :]
     augmented = jnp.concatenate([R_h, jnp.diag(jnp.sqrt(diag_h))], axis=0)
-    U, s, Vt = jnp.linalg.svd(augmented, full_matrices=False)
+    U, s, Vt = svd(augmented)
     uf = U.T @ jnp.concatenate([lin.qtr, jnp.zeros(n, x.dtype)])
     theta = jnp.maximum(0.995, 1 - g_norm)
     p_h, alpha = solve_trust_region(uf, s, Vt.T, extra.Delta, extra.alpha, options.n_rows)

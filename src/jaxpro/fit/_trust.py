@@ -59,9 +59,15 @@ def solve_trust_region(uf, s, V, Delta, alpha, n_rows, *, rtol=0.01, max_iter=10
     def cond(state):
         return (state[3] < max_iter) & ~state[4]
 
-    # The final alpha is the one whose phi satisfied the test (SciPy's loop
-    # updates alpha once more before breaking; we keep its convention).
-    alpha, *_ = lax.while_loop(cond, body, (alpha, alpha_lower, alpha_upper, 0, False))
+    alpha, lower, upper, _, _ = lax.while_loop(
+        cond, body, (alpha, alpha_lower, alpha_upper, 0, False)
+    )
+    # The last Newton update can leave the bracket, even below zero (SciPy
+    # returns it as is); bring it back as the loop itself would, so the step
+    # and the parameter reported with it stay consistent and non-negative.
+    outside = (alpha < lower) | (alpha > upper)
+    alpha = jnp.where(outside, jnp.maximum(0.001 * upper, jnp.sqrt(lower * upper)), alpha)
+    alpha = jnp.maximum(alpha, 0.0)
     p = -V @ (suf / (s**2 + alpha))
     p = p * (Delta / jnp.linalg.norm(p))
     p = jnp.where(newton_inside, gauss_newton, p)

@@ -1,0 +1,143 @@
+"""Small dense linear algebra that vectorises across a batch of fits.
+
+XLA's CPU backend implements ``svd`` and ``eigh`` as one LAPACK call per
+matrix: under ``vmap`` over 100,000 independent fits, an SVD of a 3x3 matrix
+costs ~1.5 microseconds each, serially. The solver's matrices are ``p x p``
+with small ``p``, so for ``p <= JACOBI_MAX`` jaxpro uses a one-sided Jacobi
+SVD written with element-wise operations (unrolled over column pairs), which
+batches into wide vector instructions and is accurate to high relative
+precision. Outside a batch LAPACK is as fast and much cheaper to compile, so
+the Jacobi path is used only while a batched program is traced
+(:func:`batched`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import itertools
+
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = ["JACOBI_MAX", "batched", "svd"]
+
+JACOBI_MAX = 8
+_SWEEPS = 12  # quadratic convergence: ample for p <= 8 in float64
+_BATCHED = contextvars.ContextVar("jaxpro_batched_linalg", default=False)
+
+
+@contextlib.contextmanager
+def batched():
+    """While tracing a program that will be vmapped over many fits."""
+    token = _BATCHED.set(True)
+    try:
+        yield
+    finally:
+        _BATCHED.reset(token)
+
+
+def _jacobi_svd(A):
+    """One-sided Jacobi SVD of an ``m x n`` matrix, ``m >= n``: thin ``(U, s, Vt)``, ``s`` descending."""
+    n = A.shape[-1]
+    cols = [A[:, j] for j in range(n)]
+    vcols = [jnp.zeros(n, A.dtype).at[j].set(1.0) for j in range(n)]
+    tiny = jnp.finfo(A.dtype).tiny
+    eps = jnp.finfo(A.dtype).eps
+
+    def sweep(state):
+        cols, vcols, _, count = state
+        cols, vcols = list(cols), list(vcols)
+        off = jnp.zeros((), A.dtype)
+        for i, j in itertools.combinations(range(n), 2):
+            alpha = jnp.sum(cols[i] * cols[i])
+            beta = jnp.sum(cols[j] * cols[j])
+            gamma = jnp.sum(cols[i] * cols[j])
+            scale = jnp.sqrt(alpha * beta)
+            off = jnp.maximum(off, jnp.abs(gamma) / jnp.maximum(scale, tiny))
+            rotate = jnp.abs(gamma) > eps * scale
+            zeta = (beta - alpha) / (2.0 * jnp.where(rotate, gamma, 1.0))
+            t = jnp.sign(zeta) / (jnp.abs(zeta) + jnp.sqrt(1.0 + zeta * zeta))
+            t = jnp.where(zeta == 0, 1.0, t)
+            c = jnp.where(rotate, 1.0 / jnp.sqrt(1.0 + t * t), 1.0)
+            s = jnp.where(rotate, c * t, 0.0)
+            cols[i], cols[j] = c * cols[i] - s * cols[j], s * cols[i] + c * cols[j]
+            vcols[i], vcols[j] = c * vcols[i] - s * vcols[j], s * vcols[i] + c * vcols[j]
+        return tuple(cols), tuple(vcols), off, count + 1
+
+    def unconverged(state):
+        return (state[3] < _SWEEPS) & (state[2] > eps)
+
+    cols, vcols, _, _ = lax.while_loop(
+        unconverged, sweep, (tuple(cols), tuple(vcols), jnp.asarray(1.0, A.dtype), 0)
+    )
+    W = jnp.stack(cols, axis=1)
+    V = jnp.stack(vcols, axis=1)
+    s = jnp.sqrt(jnp.sum(W * W, axis=0))
+    order = jnp.argsort(-s)
+    s, W, V = s[order], W[:, order], V[:, order]
+    U = W / jnp.where(s > 0, s, 1.0)[None, :]
+    return U, s, V.T
+
+
+def svd(A):
+    """Thin SVD ``(U, s, Vt)`` of a small matrix.
+
+    Inside :func:`batched`, matrices with ``m >= n`` and ``n <= JACOBI_MAX`` use
+    the vectorising Jacobi SVD; everything else uses LAPACK.
+
+    Columns of ``U`` for zero singular values are zero (not completed to an
+    orthonormal basis); every caller multiplies them by those zero values.
+    """
+    m, n = A.shape
+    if _BATCHED.get() and m >= n and n <= JACOBI_MAX:
+        return _jacobi_svd(A)
+    return jnp.linalg.svd(A, full_matrices=False)
+
+
+def _small(n: int) -> bool:
+    return _BATCHED.get() and n <= JACOBI_MAX
+
+
+def cholesky_upper(S):
+    """Upper-triangular ``U`` with ``U^T U = S`` (NaN where ``S`` is not positive definite)."""
+    n = S.shape[-1]
+    if not _small(n):
+        return jnp.linalg.cholesky(S).T
+    U = [[jnp.zeros((), S.dtype)] * n for _ in range(n)]
+    for j in range(n):
+        d = S[j, j] - sum((U[k][j] * U[k][j] for k in range(j)), jnp.zeros((), S.dtype))
+        U[j][j] = jnp.sqrt(d)  # NaN for d < 0, as LAPACK's failure shows through
+        for i in range(j + 1, n):
+            off = S[j, i] - sum((U[k][j] * U[k][i] for k in range(j)), jnp.zeros((), S.dtype))
+            U[j][i] = off / U[j][j]
+    return jnp.stack([jnp.stack(row) for row in U])
+
+
+def solve_upper(U, b, *, transpose: bool = False):
+    """Solve ``U z = b`` (or ``U^T z = b``) for upper-triangular ``U`` and a vector ``b``."""
+    n = U.shape[-1]
+    if not _small(n):
+        from jax.scipy.linalg import solve_triangular
+
+        return solve_triangular(U, b, lower=False, trans="T" if transpose else 0)
+    z = [None] * n
+    order = range(n) if transpose else range(n - 1, -1, -1)
+    for i in order:
+        if transpose:  # forward substitution with the lower-triangular U^T
+            known = sum((U[k, i] * z[k] for k in range(i)), jnp.zeros((), U.dtype))
+        else:
+            known = sum((U[i, k] * z[k] for k in range(i + 1, n)), jnp.zeros((), U.dtype))
+        z[i] = (b[i] - known) / U[i, i]
+    return jnp.stack(z)
+
+
+def inverse_upper(U):
+    """``U^{-1}`` for upper-triangular ``U`` (itself upper triangular)."""
+    n = U.shape[-1]
+    if not _small(n):
+        from jax.scipy.linalg import solve_triangular
+
+        return solve_triangular(U, jnp.eye(n, dtype=U.dtype), lower=False)
+    eye = jnp.eye(n, dtype=U.dtype)
+    return jnp.stack([solve_upper(U, eye[:, j]) for j in range(n)], axis=1)
