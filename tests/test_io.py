@@ -456,3 +456,18 @@ def test_round_trip_is_exact(tmp_path_factory, suffix, data):
     table = read_table(path, names[::-1])
     assert table.names == tuple(names[::-1])
     np.testing.assert_array_equal(table.to_matrix(names), data)
+
+
+def test_column_names_and_labels_without_reading_rows(tmp_path):
+    import pandas as pd
+
+    from jaxpro.io import column_names, read_labels
+
+    frame = pd.DataFrame({"id": ["a", "b"], "0.5": [1.0, 2.0], "1.5": [3.0, 4.0]})
+    frame.to_csv(tmp_path / "w.csv", index=False)
+    frame.to_parquet(tmp_path / "w.parquet")
+    for name in ("w.csv", "w.parquet"):
+        assert column_names(tmp_path / name) == ("id", "0.5", "1.5")
+        assert read_labels(tmp_path / name, "id") == ["a", "b"]
+    with pytest.raises(InputError, match="column 'nope' not found"):
+        read_labels(tmp_path / "w.csv", "nope")

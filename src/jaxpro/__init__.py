@@ -21,6 +21,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "fit": None,  # the subpackage, callable as the function jaxpro.fit.fit
     "curve_fit": "jaxpro.fit",
+    "fit_many": "jaxpro.fit",
+    "ManyFitResult": "jaxpro.fit",
     "least_squares": "jaxpro.fit",
     "FitResult": "jaxpro.fit",
     "use_cpu_cores": "jaxpro._devices",
@@ -32,15 +34,17 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover
     from jaxpro import errors, expr, io
     from jaxpro._devices import use_cpu_cores
-    from jaxpro.fit import FitResult, curve_fit, fit, least_squares
+    from jaxpro.fit import FitResult, ManyFitResult, curve_fit, fit, fit_many, least_squares
 
 __all__ = [
     "FitResult",
+    "ManyFitResult",
     "__version__",
     "curve_fit",
     "errors",
     "expr",
     "fit",
+    "fit_many",
     "io",
     "least_squares",
     "use_cpu_cores",

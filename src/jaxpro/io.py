@@ -443,3 +443,57 @@ def _list_names(names: Sequence[str]) -> str:
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def column_names(
+    path: str | os.PathLike[str], *, format: str | None = None, argument: str = "data"
+) -> tuple[str, ...]:
+    """The column names of a data file, without reading its rows (text, Parquet, npz)."""
+    fmt = _explicit_format(format) if format is not None else None
+    file = _check_file(path, argument)
+    source = os.fspath(path)
+    fmt = fmt or _format_from_extension(file, source, argument)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            names = pq.ParquetFile(file).schema_arrow.names
+        except Exception as exc:  # pyarrow raises several types for a corrupt file
+            raise InputError(
+                f"cannot read {source} as parquet: {_one_line(exc)}", argument=argument
+            ) from None
+        return tuple(n for n in names if not n.startswith("__index_level"))
+    if fmt in ("npy", "npz"):
+        return tuple(_read_numpy(file, fmt, None, source, argument))
+    import pandas as pd
+
+    try:
+        header = pd.read_csv(file, sep=_SEPARATORS[fmt], nrows=0, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
+        raise InputError(
+            f"cannot read {source} as {fmt}: {_one_line(exc)}", argument=argument
+        ) from None
+    return tuple(str(c) for c in header.columns)
+
+
+def read_labels(
+    path: str | os.PathLike[str], column: str, *, format: str | None = None, argument: str = "data"
+) -> list[str]:
+    """One column read as text labels (e.g. curve or sample identifiers)."""
+    fmt = _explicit_format(format) if format is not None else None
+    file = _check_file(path, argument)
+    source = os.fspath(path)
+    fmt = fmt or _format_from_extension(file, source, argument)
+    _select(list(column_names(path, format=fmt, argument=argument)), [column], source, argument)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return [str(v) for v in pq.read_table(file, columns=[column]).column(0).to_pylist()]
+    if fmt in ("npy", "npz"):
+        return [str(v) for v in _read_numpy(file, fmt, [column], source, argument)[column]]
+    import pandas as pd
+
+    frame = pd.read_csv(
+        file, sep=_SEPARATORS[fmt], usecols=[column], dtype=str, skipinitialspace=True
+    )
+    return [str(v) for v in frame[column].tolist()]

@@ -1,4 +1,4 @@
-"""The ``jaxpro`` command line: ``jaxpro --help``, ``doctor``, ``demo``, ``fit``.
+"""The ``jaxpro`` command line: ``jaxpro --help``, ``doctor``, ``demo``, ``fit``, ``fit-many``.
 
 :func:`main` is the console script. Importing this package imports click but
 not JAX: each command imports what it needs when it runs.
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 # The command modules stay reachable as jaxpro.cli.doctor, .demo, .fit (the
 # commands themselves are their attributes of the same name).
-from jaxpro.cli import demo, doctor, fit
+from jaxpro.cli import demo, doctor, fit, fit_many
 from jaxpro.cli._app import cli
 
 __all__ = ["cli", "main"]
@@ -18,6 +18,7 @@ __all__ = ["cli", "main"]
 cli.add_command(doctor.doctor)
 cli.add_command(demo.demo)
 cli.add_command(fit.fit)
+cli.add_command(fit_many.fit_many)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,6 +1,7 @@
 """Nonlinear least squares: jaxpro's own engine (LM and TRF in one compiled loop).
 
 Entry points: :func:`fit` (named parameters, uncertainties, diagnostics, plan),
+:func:`fit_many` (thousands of independent curves in one vectorised solve),
 and the SciPy-compatible :func:`curve_fit` and :func:`least_squares`.
 """
 
@@ -12,8 +13,18 @@ from jaxpro.fit._api import least_squares as least_squares
 from jaxpro.fit._fit import FitResult as FitResult
 from jaxpro.fit._fit import Interval as Interval
 from jaxpro.fit._fit import fit as fit
+from jaxpro.fit._many import ManyFitResult as ManyFitResult
+from jaxpro.fit._many import fit_many as fit_many
 
-__all__ = ["FitResult", "Interval", "curve_fit", "fit", "least_squares"]
+__all__ = [
+    "FitResult",
+    "Interval",
+    "ManyFitResult",
+    "curve_fit",
+    "fit",
+    "fit_many",
+    "least_squares",
+]
 
 
 class _CallableModule(types.ModuleType):

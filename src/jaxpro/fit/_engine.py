@@ -391,7 +391,28 @@ def unpack_rows(flat: np.ndarray, p: int) -> dict[str, np.ndarray]:
 def prepare_batch(program: Program, batched, shared, vectors, knobs) -> Prepared:
     """Device arguments of a batched program (``vectors``: (B, 4, p); ``knobs``: (B, 1, 6))."""
     p = vectors.shape[-1]
-    device_args = jax.device_put((batched, shared, vectors, np.eye(p), knobs))
+    args = (batched, shared, vectors, np.eye(p), knobs)
+    devices = jax.devices()
+    size = vectors.shape[0]
+    if len(devices) > 1 and size % len(devices) == 0:
+        # independent fits: split the batch across devices (XLA partitions the
+        # vmapped program; only the loop's "any fit still running" is shared)
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        mesh = Mesh(np.array(devices), ("fits",))
+        split, whole = (
+            NamedSharding(mesh, PartitionSpec("fits")),
+            NamedSharding(mesh, PartitionSpec()),
+        )
+        device_args = (
+            jax.device_put(batched, split),
+            jax.device_put(shared, whole),
+            jax.device_put(vectors, split),
+            jax.device_put(args[3], whole),
+            jax.device_put(knobs, split),
+        )
+    else:
+        device_args = jax.device_put(args)
     leaves, treedef = jax.tree.flatten(device_args)
     key = (program, treedef, tuple((leaf.shape, leaf.dtype.str) for leaf in leaves))
     return Prepared(program, device_args, key)

@@ -141,3 +141,17 @@ def inverse_upper(U):
         return solve_triangular(U, jnp.eye(n, dtype=U.dtype), lower=False)
     eye = jnp.eye(n, dtype=U.dtype)
     return jnp.stack([solve_upper(U, eye[:, j]) for j in range(n)], axis=1)
+
+
+def condition_exceeds(U, limit):
+    """Whether the triangular ``U``'s condition number exceeds ``limit``.
+
+    Exact (singular values) for one fit; in a batch, the ratio of the largest
+    to the smallest diagonal entry, a lower bound that is cheap to vectorise
+    (it decides only whether a pass is repeated).
+    """
+    if _small(U.shape[-1]):
+        d = jnp.abs(jnp.diag(U))
+        return jnp.min(d) * limit < jnp.max(d)
+    s = jnp.linalg.svd(U, compute_uv=False)
+    return s[-1] * limit < s[0]

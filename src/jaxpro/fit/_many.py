@@ -192,6 +192,8 @@ def _per_curve(value, m: int, width: int, argument: str) -> np.ndarray:
         return np.broadcast_to(arr, (m, width))
     if arr.shape == (m, width):
         return arr
+    if width == 1 and arr.shape == (m,):
+        return arr[:, None]
     raise InputError(
         f"must have shape ({width},) for all curves or ({m}, {width}) per curve",
         argument=argument,
@@ -386,7 +388,7 @@ def fit_many(
         theta0 = np.where(theta0 <= lb, np.nextafter(lb, ub), theta0)
         theta0 = np.where(theta0 >= ub, np.nextafter(ub, lb), theta0)
 
-    width = _data._power_of_two_at_least(n)
+    width = -(-n // 16) * 16  # vector-friendly; curves of one length share a program
     layout = _data.Layout("chunked", width, rest_chunks=1)
     residual = curve_residual(resolved.function)
     pad = width - n
@@ -497,7 +499,14 @@ def _run_batches(residual, settings, layout, data_for, theta0, lb, ub, counts, r
         (_engine.StageSpec(layout, settings.loss),),
         batched=True,
     )
-    size = min(batch_size, rows.size)
+    # equal batches (the last one padded by at most a few curves), one compiled
+    # shape, a multiple of the device count so each device gets a share
+    import jax
+
+    devices = jax.device_count()
+    batches = -(-rows.size // batch_size)
+    size = -(-rows.size // batches)
+    size = -(-size // devices) * devices
     outputs: list[dict[str, np.ndarray]] = []
     compile_s = run_s = 0.0
     with float64():

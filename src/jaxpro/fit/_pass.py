@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxpro.fit._linalg import cholesky_upper, inverse_upper, solve_upper, svd
+from jaxpro.fit._linalg import cholesky_upper, condition_exceeds, inverse_upper, solve_upper
 from jaxpro.fit._losses import robust_scaling
 
 __all__ = ["Linearization", "chunked_pass", "direct_pass"]
@@ -226,7 +226,6 @@ def _factor_gram(G, reference, cost, chi2) -> Linearization:
     C = jnp.where(jnp.all(jnp.isfinite(C)), C, rescue)
     R = C @ reference
     qtr = solve_upper(C, b, transpose=True)
-    singular = svd(C)[1]
-    ill = singular[-1] * _CONDITION_LIMIT < singular[0]
+    ill = condition_exceeds(C, _CONDITION_LIMIT)
     finite = _all_finite(cost, R, qtr)
     return Linearization(cost, R, qtr, chi2, finite, ill & finite)

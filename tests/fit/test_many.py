@@ -1,0 +1,170 @@
+"""fit_many: many independent curves in one vectorised solve.
+
+Oracle: each curve fitted on its own by scipy.optimize.curve_fit (tight
+tolerances), and NumPy for the derived statistics.
+"""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize as so
+
+jax.config.update("jax_enable_x64", True)
+
+import jaxpro  # noqa: E402
+from jaxpro.errors import InputError  # noqa: E402
+
+TIGHT = {"ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15}
+M, N = 60, 120
+
+
+def decay(x, a, b, c):
+    return a * jnp.exp(-b * x) + c
+
+
+def decay_np(x, a, b, c):
+    return a * np.exp(-b * x) + c
+
+
+@pytest.fixture(scope="module")
+def curves():
+    rng = np.random.default_rng(0)
+    x = np.linspace(0, 5, N)
+    truth = np.stack([rng.uniform(1, 3, M), rng.uniform(0.5, 2, M), rng.uniform(-0.5, 0.5, M)], 1)
+    Y = decay_np(x, *truth.T[:, :, None]) + rng.normal(0, 0.05, (M, N))
+    return x, Y, truth
+
+
+def _scipy(x, y, **kw):
+    popt, pcov = so.curve_fit(decay_np, x, y, **TIGHT, **kw)
+    return popt, np.sqrt(np.diag(pcov))
+
+
+def test_matches_one_scipy_fit_per_curve(curves):
+    x, Y, _ = curves
+    result = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=16)
+    assert result.converged.all(), result.messages
+    for i in range(0, M, 7):
+        popt, perr = _scipy(x, Y[i], p0=(1.5, 1.0, 0.0))
+        # SciPy stops ~1e-7 short of the optimum: compare on the scale of the standard errors
+        np.testing.assert_array_less(
+            np.abs(result.values[i] - popt), 1e-5 * perr, err_msg=f"curve {i}"
+        )
+        np.testing.assert_allclose(result.stderr[i], perr, rtol=1e-5, err_msg=f"curve {i}")
+    assert result.values.shape == (M, 3) and result.names == ("a", "b", "c")
+
+
+def test_batch_size_does_not_change_the_answer(curves):
+    x, Y, _ = curves
+    one = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=M)
+    many = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=7)
+    np.testing.assert_allclose(one.values, many.values, rtol=1e-12)
+
+
+def test_ragged_lengths_and_missing_points(curves):
+    x, Y, _ = curves
+    Y = Y.copy()
+    Y[3, 80:] = np.nan  # a shorter curve
+    mask = np.ones_like(Y, dtype=bool)
+    mask[5, ::2] = False  # every other point ignored
+    result = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), mask=mask)
+    np.testing.assert_array_equal(result.n[[3, 5, 0]], [80, N // 2, N])
+    popt3, _ = _scipy(x[:80], Y[3, :80], p0=(1.5, 1.0, 0.0))
+    popt5, _ = _scipy(x[1::2], Y[5, 1::2], p0=(1.5, 1.0, 0.0))
+    np.testing.assert_allclose(result.values[3], popt3, rtol=1e-7)
+    np.testing.assert_allclose(result.values[5], popt5, rtol=1e-7)
+
+
+def test_per_curve_x_sigma_bounds_and_starts(curves):
+    _, Y, truth = curves
+    rng = np.random.default_rng(1)
+    X = np.sort(rng.uniform(0, 5, (M, N)), axis=1)
+    Y = decay_np(X, *truth.T[:, :, None]) + rng.normal(0, 0.05, (M, N))
+    sigma = rng.uniform(0.03, 0.08, (M, N))
+    p0 = truth * np.array([0.9, 0.7, 0.9])
+    upper_b = np.where(
+        np.arange(M) % 2 == 0, 10.0, truth[:, 1] * 0.8
+    )  # odd curves: b capped below truth
+    result = jaxpro.fit_many(
+        decay, X, Y, p0=p0, sigma=sigma, bounds={"b": (0.0, upper_b)}, absolute_sigma=True
+    )
+    assert result.plan.method == "trf"
+    for i in (0, 1, 10, 11):
+        popt, pcov = so.curve_fit(
+            decay_np,
+            X[i],
+            Y[i],
+            p0=p0[i],
+            sigma=sigma[i],
+            absolute_sigma=True,
+            bounds=([-np.inf, 0.0, -np.inf], [np.inf, upper_b[i], np.inf]),
+            x_scale="jac",
+            **TIGHT,
+        )
+        np.testing.assert_allclose(result.values[i], popt, rtol=1e-6, err_msg=f"curve {i}")
+        np.testing.assert_allclose(result.stderr[i], np.sqrt(np.diag(pcov)), rtol=1e-4)
+    assert np.allclose(result.values[1::2, 1], upper_b[1::2], rtol=1e-9), (
+        "capped curves end on the bound"
+    )
+
+
+def test_expression_model_and_statistics(curves):
+    x, Y, _ = curves
+    result = jaxpro.fit_many("a*exp(-b*x) + c", x, Y, p0={"a": 1.5, "b": 1.0, "c": 0.0})
+    r = Y - decay_np(x, *result.values.T[:, :, None])
+    np.testing.assert_allclose(result.chi2, np.sum(r**2, axis=1), rtol=1e-10)
+    np.testing.assert_allclose(result.reduced_chi2, result.chi2 / (N - 3), rtol=1e-12)
+    ss_tot = np.sum((Y - Y.mean(axis=1, keepdims=True)) ** 2, axis=1)
+    np.testing.assert_allclose(result.r_squared, 1 - result.chi2 / ss_tot, rtol=1e-10)
+    from scipy.stats import t
+
+    half = t.ppf(0.975, N - 3) * result.stderr
+    np.testing.assert_allclose(result.ci_upper - result.values, half, rtol=1e-12)
+
+
+def test_too_few_points_is_reported_per_curve(curves):
+    x, Y, _ = curves
+    Y = Y[:4].copy()
+    Y[2, 2:] = np.nan  # two points for three parameters
+    result = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0))
+    assert result.status[2] == -4 and not result.converged[2]
+    assert "Too few" in result.messages[2]
+    assert result.converged[[0, 1, 3]].all()
+
+
+def test_reports(curves, tmp_path):
+    x, Y, _ = curves
+    result = jaxpro.fit_many(decay, x, Y[:20], p0=(1.5, 1.0, 0.0))
+    text = result.summary()
+    assert "20 curves: 20 converged" in text and "median" in text
+    frame = result.to_frame()
+    assert list(frame.columns[:2]) == ["a", "a_stderr"] and len(frame) == 20
+    payload = json.loads(result.to_json())
+    assert payload["curves"] == 20 and len(payload["values"]) == 20
+    result.save(tmp_path)
+    assert (tmp_path / "result.json").exists() and (tmp_path / "fit_many.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"Y": np.ones(5)}, "Y"),
+        ({"x": np.ones(7)}, "x"),
+        ({"p0": (1.0, 2.0)}, "p0"),
+        ({"sigma": -np.ones(N)}, "sigma"),
+        ({"mask": np.ones((2, 2))}, "mask"),
+        ({"bounds": {"d": (0, 1)}}, "bounds"),
+        ({"bounds": {"b": (2.0, 1.0)}}, "bounds"),
+        ({"p0": (1.5, 5.0, 0.0), "bounds": {"b": (0.0, 2.0)}}, "p0"),
+        ({"method": "lm", "bounds": {"b": (0.0, 2.0)}}, "method"),
+    ],
+)
+def test_bad_input_names_the_argument(curves, kwargs, argument):
+    x, Y, _ = curves
+    call = {"x": x, "Y": Y[:3], "p0": (1.5, 1.0, 0.0), **kwargs}
+    with pytest.raises(InputError) as info:
+        jaxpro.fit_many(decay, call.pop("x"), call.pop("Y"), **call)
+    assert info.value.argument == argument, str(info.value)
