@@ -27,7 +27,17 @@ import numpy as np
 
 from jaxpro.errors import InputError, describe
 
-__all__ = ["FORMATS", "Table", "as_array", "read_table"]
+__all__ = [
+    "FORMATS",
+    "Stream",
+    "Table",
+    "as_array",
+    "column_names",
+    "process_rows",
+    "read_labels",
+    "read_table",
+    "stream",
+]
 
 #: File extension -> format name understood by :func:`read_table`.
 FORMATS = {
@@ -497,3 +507,20 @@ def read_labels(
         file, sep=_SEPARATORS[fmt], usecols=[column], dtype=str, skipinitialspace=True
     )
     return [str(v) for v in frame[column].tolist()]
+
+
+def process_rows(n_rows: int) -> slice:
+    """The rows this process reads in a multi-process fit (``jax.distributed``).
+
+    ``n_rows`` rows are split into ``jax.process_count()`` contiguous, nearly
+    equal ranges (the count need not divide them); with one process, all rows.
+    """
+    import jax
+
+    count, index = jax.process_count(), jax.process_index()
+    edges = [(i * n_rows) // count for i in range(count + 1)]
+    return slice(edges[index], edges[index + 1])
+
+
+# Chunked sources for data larger than memory (defined apart: they read lazily).
+from jaxpro._streams import Stream, stream  # noqa: E402

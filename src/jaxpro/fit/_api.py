@@ -211,6 +211,8 @@ class CurveRun:
     fallback: str | None = None
     warm_start: dict | None = None
     first_method: str | None = None  # the method chosen before any fallback
+    n: int = 0  # points in the fit (all processes together)
+    processes: int = 1
 
 
 def _subsample(data: CurveData, size: int) -> CurveData:
@@ -239,7 +241,15 @@ def run_curve(
         auto_method: the method was chosen by jaxpro, so a failed LM may be
             retried with TRF.
     """
-    layout, arrays = _data.build(data.x, data.y, data.weights, data.chol, shards=_shards(data.n))
+    distributed = _process_count() > 1
+    if distributed:
+        layout, arrays, n_total, warm_sample = _distributed_layout(data)
+    else:
+        layout, arrays = _data.build(
+            data.x, data.y, data.weights, data.chol, shards=_shards(data.n)
+        )
+        n_total = data.n
+        warm_sample = _subsample(data, SUBSAMPLE) if data.n >= WARM_START_MIN else None
     residual = curve_residual(model, jac)
     sample = arrays["block"] if layout.kind == "direct" else _first_chunk(arrays["regions"][0])
     shape = trace_check(residual, theta0, sample, what=what)
@@ -248,21 +258,21 @@ def run_curve(
         raise ModelError(
             f"{what} returned shape {shape} for {expected[0]} points; expected {expected}"
         )
-    main = (_engine.StageSpec(layout, settings.loss), _stage_run(arrays, data.n, settings))
+    main = (_engine.StageSpec(layout, settings.loss), _stage_run(arrays, n_total, settings))
     # Cauchy and arctan are redescending (non-convex): from a rough start every
     # point looks like an outlier and the fit can settle anywhere. Experts
     # start them from a Huber fit; jaxpro does the same.
     pre_loss = "huber" if settings.loss in REDESCENDING else settings.loss
     first = None
-    if layout.kind == "chunked" and data.n >= WARM_START_MIN:
-        small = _subsample(data, SUBSAMPLE)
+    if layout.kind == "chunked" and warm_sample is not None:
+        small = warm_sample
         small_layout, small_arrays = _data.build(small.x, small.y, small.weights)
         first = (
             _engine.StageSpec(small_layout, pre_loss),
             _stage_run(small_arrays, small.n, settings),
         )
     elif pre_loss != settings.loss:
-        first = (_engine.StageSpec(layout, pre_loss), _stage_run(arrays, data.n, settings))
+        first = (_engine.StageSpec(layout, pre_loss), _stage_run(arrays, n_total, settings))
     stages = (main,) if first is None else (first, main)
     solved = _solve(residual, settings, stages, _start(theta0, settings))
     out = solved.outcome
@@ -279,7 +289,7 @@ def run_curve(
         }
     fallback = None
     first_method = settings.method
-    trouble = _lm_trouble(out, data.n) if auto_method and settings.method == "lm" else None
+    trouble = _lm_trouble(out, n_total) if auto_method and settings.method == "lm" else None
     if trouble is not None:
         # LM can wander off on saturating models (NIST BoxBOD from its far
         # start: b2 -> 27, the model flat); TRF's reflective steps and scaling
@@ -299,7 +309,9 @@ def run_curve(
             compile_seconds=solved.compile_seconds + retry.compile_seconds,
             run_seconds=solved.run_seconds + retry.run_seconds,
         )
-    return CurveRun(solved, layout, settings, fallback, warm_info, first_method)
+    return CurveRun(
+        solved, layout, settings, fallback, warm_info, first_method, n_total, _process_count()
+    )
 
 
 # A standard error this many times the parameter's magnitude means the
@@ -320,6 +332,54 @@ def _lm_trouble(out: Outcome, n: int) -> str | None:
         ):
             return "converged where some parameters are undetermined (a plateau of the cost)"
     return None
+
+
+def _process_count() -> int:
+    import jax
+
+    return jax.process_count()
+
+
+def _distributed_layout(data: CurveData):
+    """This process's shard of a multi-process fit: layout, arrays, global n, global sample.
+
+    Each process holds its own rows. They agree (one all-gather) on the total,
+    a common chunk count, and a warm-start sample made of an equal share from
+    every process, so every process runs the identical program.
+    """
+    import jax
+    from jax.experimental import multihost_utils
+
+    if data.chol is not None:
+        raise InputError("a full covariance cannot be split across processes", argument="sigma")
+    processes = jax.process_count()
+    counts = np.asarray(multihost_utils.process_allgather(np.array([data.n], np.int64))).reshape(-1)
+    n_total = int(counts.sum())
+    chunk = _data.MID_CHUNK if n_total <= _data.BUCKETED_MAX else _data.LARGE_CHUNK
+    per_device = jax.local_device_count()
+    chunks = -(-int(counts.max()) // chunk)
+    chunks = -(-chunks // per_device) * per_device
+    layout, arrays = _data.build_shard(
+        data.x,
+        data.y,
+        data.weights,
+        chunk=chunk,
+        chunks=chunks,
+        processes=processes,
+        devices=jax.device_count(),
+    )
+    sample = None
+    share = min(SUBSAMPLE // processes, int(counts.min()))
+    if n_total >= WARM_START_MIN and share > 0:
+        local = _subsample(data, share)
+        w = np.ones(share) if local.weights is None else local.weights
+        gathered = [np.asarray(multihost_utils.process_allgather(a)) for a in (local.x, local.y, w)]
+        x = np.concatenate(list(gathered[0]), axis=-1)
+        weights = gathered[2].reshape(-1)
+        sample = CurveData(
+            x, gathered[1].reshape(-1), None if data.weights is None else weights, None, None
+        )
+    return layout, arrays, n_total, sample
 
 
 # Below this many points per device, splitting costs more (per-device copies,

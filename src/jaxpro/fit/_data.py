@@ -200,3 +200,42 @@ def build(
         shards=shards,
     )
     return layout, {"regions": tuple(regions)}
+
+
+def build_shard(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray | None,
+    *,
+    chunk: int,
+    chunks: int,
+    processes: int,
+    devices: int,
+):
+    """This process's rows laid out as ``chunks`` padded chunks (multi-process fits).
+
+    Every process must contribute the same number of chunks, so each pads its
+    rows to ``chunks * chunk`` (weight 0 beyond its data); the global region
+    is the processes' regions stacked, split over all ``devices``.
+
+    Returns:
+        ``(layout, data)`` as :func:`build`, the layout describing the global region.
+    """
+    n = y.shape[0]
+    total = chunks * chunk
+    weights = np.zeros(total)
+    weights[:n] = 1.0 if w is None else w
+
+    def padded(a):
+        return _pad_edge(a, total).reshape(chunks, chunk)
+
+    region = {"x": _rows(x, padded), "y": padded(y), "w": weights.reshape(chunks, chunk)}
+    layout = Layout(
+        "chunked",
+        chunk,
+        rest_chunks=chunks * processes,
+        x_parts=0 if x.ndim == 1 else x.shape[0],
+        copied=True,
+        shards=devices,
+    )
+    return layout, {"regions": (region,)}

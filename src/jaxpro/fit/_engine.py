@@ -340,9 +340,16 @@ def prepare(
     else:
         from jax.sharding import NamedSharding, PartitionSpec
 
+        def global_array(spec, local):
+            # every process passes its own rows (its shard along the split
+            # axis, the whole value where replicated); one process: the whole data
+            return jax.make_array_from_process_local_data(
+                NamedSharding(mesh, spec), np.asarray(local)
+            )
+
         def place(spec_tree, tree):
             return jax.tree.map(
-                lambda spec, sub: jax.device_put(sub, NamedSharding(mesh, spec)),
+                lambda spec, sub: jax.tree.map(lambda leaf: global_array(spec, leaf), sub),
                 spec_tree,
                 tree,
                 is_leaf=lambda node: isinstance(node, PartitionSpec),
@@ -352,7 +359,7 @@ def prepare(
             tuple(
                 place(spec, data) for spec, data in zip(program.data_specs(), datas, strict=True)
             ),
-            *(jax.device_put(a, NamedSharding(mesh, PartitionSpec())) for a in args[1:]),
+            *(global_array(PartitionSpec(), a) for a in args[1:]),
         )
     leaves, treedef = jax.tree.flatten(device_args)
     key = (program, treedef, tuple((leaf.shape, leaf.dtype.str) for leaf in leaves))

@@ -23,7 +23,7 @@ from jaxpro._result import Plan, Result, Timings, format_table
 from jaxpro.errors import ConvergenceError, InputError, OptimizeWarning
 from jaxpro.fit import _api, _checks
 from jaxpro.fit._model import parameter_names
-from jaxpro.fit._plan import build_plan
+from jaxpro.fit._plan import build_plan, build_stream_plan
 
 __all__ = ["FitResult", "Interval", "fit"]
 
@@ -461,54 +461,100 @@ def _value_and_gradient(function: Callable):
 
 
 def _residual_statistics(model: _Model, data: _api.CurveData, theta: np.ndarray):
-    """Weighted-residual summary and the sums for R^2, streaming over the data in chunks.
+    """Weighted-residual summary and the sums for R^2 of in-memory data.
 
     Residuals are weighted by 1/sigma, or whitened by the Cholesky factor of a
-    full covariance (whose data always fit one block). R^2 compares with the
-    weighted (generalised least-squares) mean of y.
+    full covariance. R^2 compares with the weighted (generalised least-squares)
+    mean of y.
 
     Returns:
         ``(summary, ss_res, ss_tot)``.
     """
+    if data.chol is None:
+
+        def chunks():
+            for start in range(0, data.n, _PREDICT_CHUNK):
+                stop = min(data.n, start + _PREDICT_CHUNK)
+                w = None if data.weights is None else data.weights[start:stop]
+                yield data.x[..., start:stop], data.y[start:stop], w
+
+        return _streamed_statistics(model, chunks(), data.n, theta)
+    from scipy.linalg import solve_triangular
+
+    def whiten(v):
+        return solve_triangular(data.chol, v, lower=True)
+
     evaluate = _evaluate(model.function)
-    n = data.n
-    if data.chol is not None:
-        from scipy.linalg import solve_triangular
+    ones = whiten(np.ones(data.n))
+    y_mean = float(ones @ whiten(data.y) / (ones @ ones))
+    residual = whiten(data.y - np.asarray(evaluate(data.x, theta)))
+    deviation = whiten(data.y - y_mean)
+    ss_res = float(residual @ residual)
+    return _summarise([residual], data.n, ss_res), ss_res, float(deviation @ deviation)
 
-        def whiten(v):
-            return solve_triangular(data.chol, v, lower=True)
 
-        ones = whiten(np.ones(n))
-        y_mean = float(ones @ whiten(data.y) / (ones @ ones))
-        residual = whiten(data.y - np.asarray(evaluate(data.x, theta)))
-        deviation = whiten(data.y - y_mean)
-        return (
-            _summarise([residual], n, residual @ residual),
-            float(residual @ residual),
-            float(deviation @ deviation),
-        )
+def _streamed_statistics(model: _Model, chunks, n: int, theta: np.ndarray):
+    """One pass over ``(x, y, w)`` chunks (``w`` = 1/sigma or None): ``(summary, ss_res, ss_tot)``.
 
-    weights = data.weights
-    w2 = None if weights is None else weights**2
-    y_mean = float(np.mean(data.y)) if w2 is None else float(np.sum(w2 * data.y) / np.sum(w2))
+    The weighted sum of squares about the mean comes from sums shifted by the
+    first chunk's mean, which avoids cancellation when the mean is large.
+    """
+    evaluate = _evaluate(model.function)
     stride = max(1, n // _QUANTILE_POINTS)
     sampled, lowest, highest = [], math.inf, -math.inf
-    total = total_sq = ss_tot = 0.0
-    for start in range(0, n, _PREDICT_CHUNK):
-        stop = min(n, start + _PREDICT_CHUNK)
-        r = data.y[start:stop] - np.asarray(evaluate(data.x[..., start:stop], theta))
-        dev = data.y[start:stop] - y_mean
-        if weights is not None:
-            r = r * weights[start:stop]
-            dev = dev * weights[start:stop]
+    total = total_sq = 0.0
+    shift = None
+    sw = swd = swd2 = 0.0  # sums of w^2, w^2 d, w^2 d^2 with d = y - shift
+    start = 0
+    for x, y, w in chunks:
+        r = y - np.asarray(evaluate(x, theta))
+        w2 = np.ones_like(y) if w is None else w * w
+        if shift is None:
+            shift = float(np.sum(w2 * y) / np.sum(w2))
+        if w is not None:
+            r = r * w
+        d = y - shift
+        sw += float(np.sum(w2))
+        swd += float(np.dot(w2, d))
+        swd2 += float(np.dot(w2, d * d))
         total += float(np.sum(r))
         total_sq += float(np.dot(r, r))
-        ss_tot += float(np.dot(dev, dev))
         lowest = min(lowest, float(np.min(r)))
         highest = max(highest, float(np.max(r)))
         sampled.append(r[(-start) % stride :: stride])
-    summary = _summarise(sampled, n, total_sq, total, lowest, highest)
-    return summary, total_sq, ss_tot
+        start += y.shape[0]
+    ss_tot = swd2 - swd * swd / sw
+    return _summarise(sampled, n, total_sq, total, lowest, highest), total_sq, ss_tot
+
+
+def _distributed_statistics(model: _Model, data: _api.CurveData, theta: np.ndarray, n: int):
+    """:func:`_residual_statistics` over every process's shard (all-gathers of a few sums).
+
+    Quartiles come from an equal-size sample of each shard's residuals.
+    """
+    from jax.experimental import multihost_utils
+
+    def gathered(values):
+        with float64():  # the gather travels as JAX arrays: keep all 64 bits
+            return np.asarray(multihost_utils.process_allgather(np.asarray(values, np.float64)))
+
+    evaluate = _evaluate(model.function)
+    w = np.ones(data.n) if data.weights is None else data.weights
+    r = (data.y - np.asarray(evaluate(data.x, theta))) * w
+    w2 = w * w
+    sums = gathered([np.sum(w2), np.dot(w2, data.y)]).reshape(-1, 2).sum(axis=0)
+    mean = sums[1] / sums[0]
+    local = [np.dot(r, r), np.dot(w2, (data.y - mean) ** 2), np.sum(r), np.min(r), -np.max(r)]
+    parts = gathered(local).reshape(-1, 5)
+    ss_res, ss_tot, total = parts[:, 0].sum(), parts[:, 1].sum(), parts[:, 2].sum()
+    lowest, highest = parts[:, 3].min(), -parts[:, 4].min()
+    sample = r[np.linspace(0, data.n - 1, 2048).astype(np.int64)]
+    samples = [gathered(sample).reshape(-1)]
+    return (
+        _summarise(samples, n, float(ss_res), float(total), float(lowest), float(highest)),
+        float(ss_res),
+        float(ss_tot),
+    )
 
 
 def _summarise(samples, n, total_sq, total=None, lowest=None, highest=None) -> dict:
@@ -584,7 +630,7 @@ def _diagnose(
 def fit(
     model: Callable | str,
     x,
-    y,
+    y=None,
     p0=None,
     *,
     sigma=None,
@@ -602,14 +648,18 @@ def fit(
     x_scale=None,
     confidence: float = 0.95,
     strict: bool = False,
+    chunk_rows: int | None = None,
+    progress: bool = True,
 ) -> FitResult:
     """Fit a model to data by (robust) nonlinear least squares.
 
     Args:
         model: ``f(x, *params)`` written with ``jax.numpy``, or an expression
             string such as ``"a*exp(-b*x) + c"`` (parsed safely, never eval'ed).
-        x: independent variable ``(n,)``, ``(k, n)``, or a dict of named columns
-            (one per variable of an expression).
+        x: independent variable ``(n,)``, ``(k, n)``, a dict of named columns
+            (one per variable of an expression), or a :func:`jaxpro.io.stream`
+            (data read chunk by chunk, for data larger than memory; ``y`` and
+            ``sigma`` then come from the stream).
         y: observations ``(n,)``.
         p0: starting values: a dict by name, a sequence, or None (all ones).
         sigma: ``(n,)`` standard deviations of ``y`` or an ``(n, n)`` covariance.
@@ -618,29 +668,34 @@ def fit(
         f_scale: residual scale where robust losses start to down-weight.
         method: "lm", "trf" or None (jaxpro chooses; see ``result.plan``).
         variables: names of the independent variables of an expression
-            (default: the keys of ``x`` if a dict, else ``("x",)``).
+            (default: the keys of ``x`` if a dict, the x columns of a stream,
+            else ``("x",)``).
         absolute_sigma: sigma is absolute (covariance not rescaled by reduced chi2).
         nan_policy: None (reject NaN/Inf) or "omit" (drop those points).
         ftol, xtol, gtol, max_nfev, x_scale: solver settings (see ``least_squares``).
         confidence: level of the reported confidence intervals.
         strict: raise ConvergenceError instead of returning an untrustworthy result.
+        chunk_rows: rows per chunk when streaming (default 2**20).
+        progress: show a progress bar per pass when streaming on a terminal.
 
     Returns:
         :class:`FitResult`.
     """
+    from jaxpro._streams import DEFAULT_ROWS, Stream
+
     started = time.perf_counter()
     confidence = _check_level(confidence)
+    streaming = isinstance(x, Stream)
     if variables is None:
-        variables = tuple(x) if isinstance(x, Mapping) else ("x",)
-    resolved = _resolve_model(model, tuple(variables) if variables is not None else None, p0)
+        if isinstance(x, Mapping):
+            variables = tuple(x)
+        elif streaming and hasattr(x, "x_names"):
+            variables = x.x_names
+        else:
+            variables = ("x",)
+    resolved = _resolve_model(model, tuple(variables), p0)
     theta0 = _start_values(p0, resolved.names)
-    xdata = _independent(x, resolved)
-    data = _api.prepare_curve_data(xdata, y, sigma, nan_policy=nan_policy, x_name="x", y_name="y")
     n_params = len(resolved.names)
-    if data.n < n_params:
-        raise InputError(
-            f"{data.n} data points cannot determine {n_params} parameters", argument="y"
-        )
     settings = _api.resolve_settings(
         n_params,
         method=method,
@@ -654,58 +709,117 @@ def fit(
         x_scale=x_scale,
     )
     _checks.check_inside(theta0, settings.lb, settings.ub, names=resolved.names)
-    with float64():
-        run = _api.run_curve(
-            resolved.function, data, theta0, settings, auto_method=method in (None, "auto")
+    bounded = [
+        n
+        for n, lo, hi in zip(resolved.names, settings.lb, settings.ub, strict=True)
+        if np.isfinite(lo) or np.isfinite(hi)
+    ]
+    if streaming:
+        if y is not None or sigma is not None:
+            raise InputError("with a stream, y and sigma come from the stream", argument="y")
+        from jaxpro.fit._stream import solve_stream
+
+        rows = DEFAULT_ROWS if chunk_rows is None else int(chunk_rows)
+        with float64():
+            run = solve_stream(
+                resolved.function, x, theta0, settings, chunk_rows=rows, progress=progress
+            )
+        n = run.n
+        values = np.asarray(run.solved.outcome.x, dtype=np.float64)
+        chunks = ((c.x, c.y, None if c.sigma is None else 1.0 / c.sigma) for c in x.chunks(rows))
+        stats = _streamed_statistics(resolved, chunks, n, values)
+        plan = build_stream_plan(method, run, n_params, bounded, x.description)
+        sample = x.sample(5000)
+        if sample is None:
+            first = next(iter(x.chunks(5000)))
+            sample = first
+        shown = _api.CurveData(
+            sample.x, sample.y, None if sample.sigma is None else 1.0 / sample.sigma, None, None
         )
-    out = run.solved.outcome
+        solved, has_sigma = run.solved, any(c.sigma is not None for c in [sample])
+    else:
+        xdata = _independent(x, resolved)
+        data = _api.prepare_curve_data(
+            xdata, y, sigma, nan_policy=nan_policy, x_name="x", y_name="y"
+        )
+        if data.n < n_params:
+            raise InputError(
+                f"{data.n} data points cannot determine {n_params} parameters", argument="y"
+            )
+        with float64():
+            run = _api.run_curve(
+                resolved.function, data, theta0, settings, auto_method=method in (None, "auto")
+            )
+        n = run.n
+        values = np.asarray(run.solved.outcome.x, dtype=np.float64)
+        # chi2 from a fresh pass at the reported values (the solver's last pass may
+        # precede its final Gauss-Newton correction, which moves chi2 to first order
+        # under a robust loss)
+        if run.processes > 1:
+            stats = _distributed_statistics(resolved, data, values, n)
+        else:
+            stats = _residual_statistics(resolved, data, values)
+        plan = build_plan(method, run, n, n_params, bounded)
+        shown, solved, has_sigma = data, run.solved, sigma is not None
+    result = _result(
+        resolved, solved, n, stats, plan, started, shown, confidence, absolute_sigma, has_sigma
+    )
+    if strict and not result.ok:
+        raise ConvergenceError("fit is not trustworthy: " + "; ".join(result.warnings), result)
+    return result
+
+
+def _result(
+    resolved: _Model,
+    solved,
+    n: int,
+    stats,
+    plan: Plan,
+    started: float,
+    data: _api.CurveData,
+    confidence: float,
+    absolute_sigma: bool,
+    has_sigma: bool,
+) -> FitResult:
+    """Assemble a :class:`FitResult` from a solve and the residual statistics at its answer."""
+    out = solved.outcome
+    n_params = len(resolved.names)
     status = int(out.status)
     converged = status > 0
     values = np.asarray(out.x, dtype=np.float64)
     with warnings.catch_warnings():
         # an inestimable covariance is reported in result.warnings instead
         warnings.simplefilter("ignore", OptimizeWarning)
-        covariance = _api.scaled_covariance(
-            run.solved, data.n, n_params, absolute_sigma, float(out.cost)
-        )
+        covariance = _api.scaled_covariance(solved, n, n_params, absolute_sigma, float(out.cost))
     stderr = np.sqrt(np.clip(np.diag(covariance), 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         correlation = covariance / np.outer(stderr, stderr)
-    dof = data.n - n_params
+    dof = n - n_params
     half = _t_quantile(confidence, dof) * stderr
-    # chi2 from a fresh pass at the reported values (the solver's last pass may
-    # precede its final Gauss-Newton correction, which moves chi2 to first order
-    # under a robust loss)
-    residuals, chi2, ss_tot = _residual_statistics(resolved, data, values)
-    ss_res = chi2
+    residuals, chi2, ss_tot = stats
     reduced = chi2 / dof if dof > 0 else math.inf
-    r_squared = 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan
-    log_term = data.n * math.log(chi2 / data.n) if chi2 > 0 else -math.inf
-    bounded = [
-        n
-        for n, lo, hi in zip(resolved.names, settings.lb, settings.ub, strict=True)
-        if np.isfinite(lo) or np.isfinite(hi)
-    ]
-    plan = build_plan(method, run, data.n, n_params, bounded)
+    r_squared = 1.0 - chi2 / ss_tot if ss_tot > 0 else math.nan
+    log_term = n * math.log(chi2 / n) if chi2 > 0 else -math.inf
+    message = _api.MESSAGES.get(status, str(status))
     diagnosis = _diagnose(
         resolved.names,
         values,
         stderr,
         correlation,
         converged,
-        _api.MESSAGES.get(status, str(status)),
+        message,
         np.asarray(out.active_mask),
         dof,
         reduced,
         absolute_sigma,
-        sigma is not None,
+        has_sigma,
     )
     timings = Timings(
-        compile=run.solved.compile_seconds,
-        run=run.solved.run_seconds,
+        compile=solved.compile_seconds,
+        run=solved.run_seconds,
         total=time.perf_counter() - started,
     )
-    result = FitResult(
+    return FitResult(
         names=resolved.names,
         values=values,
         stderr=stderr,
@@ -719,13 +833,13 @@ def fit(
         reduced_chi2=reduced,
         r_squared=r_squared,
         aic=log_term + 2 * n_params,
-        bic=log_term + n_params * math.log(data.n),
+        bic=log_term + n_params * math.log(n),
         cost=float(out.cost),
-        n=data.n,
+        n=n,
         residuals=residuals,
         converged=converged,
         status=status,
-        message=_api.MESSAGES.get(status, str(status)),
+        message=message,
         nfev=int(out.nfev),
         njev=int(out.njev),
         iterations=int(out.nit),
@@ -736,6 +850,3 @@ def fit(
         data=data,
         absolute_sigma=absolute_sigma,
     )
-    if strict and not result.ok:
-        raise ConvergenceError("fit is not trustworthy: " + "; ".join(diagnosis), result)
-    return result

@@ -154,6 +154,59 @@ def _symmetric(pair_sums, n):
     return upper + jnp.triu(upper, 1).T
 
 
+def chunk_sums(
+    residual: Residual, theta, regions, reference, *, loss="linear", f_scale=1.0, axis_name=None
+):
+    """The pass's raw accumulation: pair sums of ``[J P^{-1} | r]`` (and robust cost terms).
+
+    Sums from separate calls (chunks streamed from disk, say) add up; the
+    total goes to :func:`linearize_sums`. Arguments as for :func:`chunked_pass`.
+    """
+    p = theta.shape[0]
+    inverse = inverse_upper(reference)  # P^{-1}, upper triangular
+    robust = loss != "linear"
+
+    def sums(block):
+        r_s, jac_t, cost_terms, r = _scaled_terms(residual, theta, block, loss, f_scale)
+        # columns of J P^{-1}, unrolled so they fuse into the reduction
+        columns = [sum(jac_t[i] * inverse[i, j] for i in range(j + 1)) for j in range(p)]
+        return _pair_sums([*columns, r_s], (cost_terms, r * r) if robust else ())
+
+    def accumulate(total, block):
+        return total + sums(block), None
+
+    total = jnp.zeros(sums_size(p, loss), theta.dtype)
+    if axis_name is not None:
+        # each device accumulates its own chunks: the running sum varies over the axis
+        total = lax.pcast(total, (axis_name,), to="varying")
+    for region in regions:
+        count = jax.tree.leaves(region)[0].shape[0]
+        if count == 1:  # no loop for a single chunk (it fuses better, e.g. under vmap)
+            total = total + sums(jax.tree.map(lambda a: a[0], region))
+        elif count > 1:
+            total, _ = lax.scan(accumulate, total, region)
+    if axis_name is not None:
+        total = lax.psum(total, axis_name)
+    return total
+
+
+def sums_size(p: int, loss) -> int:
+    """Length of the vector :func:`chunk_sums` returns."""
+    return (p + 1) * (p + 2) // 2 + (0 if loss == "linear" else 2)
+
+
+def linearize_sums(total, reference, loss="linear") -> Linearization:
+    """The linearisation from accumulated :func:`chunk_sums`."""
+    p = reference.shape[0]
+    n_pairs = (p + 1) * (p + 2) // 2
+    G = _symmetric(total, p + 1)
+    if loss != "linear":
+        cost, chi2 = 0.5 * total[n_pairs], total[n_pairs + 1]
+    else:
+        cost, chi2 = 0.5 * G[p, p], G[p, p]
+    return _factor_gram(G, reference, cost, chi2)
+
+
 def chunked_pass(
     residual: Residual, theta, regions, reference, *, loss="linear", f_scale=1.0, axis_name=None
 ) -> Linearization:
@@ -169,39 +222,10 @@ def chunked_pass(
         axis_name: inside ``shard_map``, the mesh axis the chunks are split over;
             the partial sums of every device (and process) are added with ``psum``.
     """
-    p = theta.shape[0]
-    inverse = inverse_upper(reference)  # P^{-1}, upper triangular
-
-    robust = loss != "linear"
-
-    def sums(block):
-        r_s, jac_t, cost_terms, r = _scaled_terms(residual, theta, block, loss, f_scale)
-        # columns of J P^{-1}, unrolled so they fuse into the reduction
-        columns = [sum(jac_t[i] * inverse[i, j] for i in range(j + 1)) for j in range(p)]
-        return _pair_sums([*columns, r_s], (cost_terms, r * r) if robust else ())
-
-    def accumulate(total, block):
-        return total + sums(block), None
-
-    n_pairs = (p + 1) * (p + 2) // 2
-    total = jnp.zeros(n_pairs + (2 if robust else 0), theta.dtype)
-    if axis_name is not None:
-        # each device accumulates its own chunks: the running sum varies over the axis
-        total = lax.pcast(total, (axis_name,), to="varying")
-    for region in regions:
-        count = jax.tree.leaves(region)[0].shape[0]
-        if count == 1:  # no loop for a single chunk (it fuses better, e.g. under vmap)
-            total = total + sums(jax.tree.map(lambda a: a[0], region))
-        elif count > 1:
-            total, _ = lax.scan(accumulate, total, region)
-    if axis_name is not None:
-        total = lax.psum(total, axis_name)
-    G = _symmetric(total, p + 1)
-    if robust:
-        cost, chi2 = 0.5 * total[n_pairs], total[n_pairs + 1]
-    else:
-        cost, chi2 = 0.5 * G[p, p], G[p, p]
-    return _factor_gram(G, reference, cost, chi2)
+    total = chunk_sums(
+        residual, theta, regions, reference, loss=loss, f_scale=f_scale, axis_name=axis_name
+    )
+    return linearize_sums(total, reference, loss)
 
 
 def _factor_gram(G, reference, cost, chi2) -> Linearization:

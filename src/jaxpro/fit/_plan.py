@@ -47,6 +47,11 @@ def build_plan(
             f"{n} points: Jacobian never stored; each pass accumulates the {n_params}x{n_params} "
             f"factor over {layout.describe()}"
         )
+    if run.processes > 1:
+        reasons.append(
+            f"split across {run.processes} processes (jax.distributed): each holds only its own "
+            "rows; every pass adds the processes' partial sums with one psum"
+        )
     warm = run.warm_start
     if warm is not None:
         subsample = warm["points"] < n
@@ -74,6 +79,8 @@ def build_plan(
     if layout.kind == "chunked":
         settings_out["chunk"] = layout.size
         settings_out["chunks"] = layout.body_chunks + layout.rest_chunks
+    if run.processes > 1:
+        settings_out["processes"] = run.processes
     if warm is not None:
         settings_out["warm_start"] = {
             "points": warm["points"],
@@ -85,3 +92,38 @@ def build_plan(
 
 def settings_out_loss(settings: Settings) -> str:
     return settings.loss if isinstance(settings.loss, str) else "custom"
+
+
+def build_stream_plan(requested, run, n_params: int, bounded_names: list[str], source: str) -> Plan:
+    """The :class:`Plan` of a fit streamed from a source larger than memory."""
+    settings = run.settings
+    reasons = method_reasons(requested, settings, bounded_names)
+    reasons.append(f"exact Jacobian by forward-mode autodiff ({n_params} directions per pass)")
+    reasons.append(
+        f"streamed from {source}: {run.n} points read in chunks of {run.chunk_rows} rows, "
+        f"{run.passes} passes; reading the next chunk overlaps the device's work on the last, "
+        "so memory stays at a chunk or two"
+    )
+    warm = run.warm_start
+    if warm is not None and warm["used"]:
+        reasons.append(
+            f"started from a fit to a {warm['points']}-point sample read directly from the source "
+            f"({warm['nfev']} evaluations)"
+        )
+    elif warm is None:
+        reasons.append("no random access to the source: started from p0 (no subsample warm start)")
+    return Plan(
+        method=settings.method,
+        reasons=tuple(reasons),
+        settings={
+            "method": settings.method,
+            "loss": settings_out_loss(settings),
+            "path": "streamed",
+            "chunk_rows": run.chunk_rows,
+            "passes": run.passes,
+            "ftol": settings.ftol,
+            "xtol": settings.xtol,
+            "gtol": settings.gtol,
+            "max_nfev": settings.max_nfev,
+        },
+    )
