@@ -598,3 +598,13 @@ def test_interrupt_is_one_line_with_exit_code_130(monkeypatch):
     assert result.exit_code == 130
     assert result.stderr.strip().splitlines()[-1] == "jaxpro: error: interrupted"
     assert "Traceback" not in result.stderr
+
+
+def test_fit_can_stream_a_file(decay_csv):
+    streamed = invoke(*fit_args(decay_csv, "--stream", "--json"))
+    in_memory = invoke(*fit_args(decay_csv, "--json"))
+    assert streamed.exit_code == 0, streamed.output
+    a, b = json.loads(streamed.stdout), json.loads(in_memory.stdout)
+    assert a["plan"]["settings"]["path"] == "streamed"
+    for name, entry in b["parameters"].items():
+        assert math.isclose(a["parameters"][name]["value"], entry["value"], rel_tol=1e-9)

@@ -25,6 +25,8 @@ __all__ = ["fit", "parse_bounds", "parse_p0", "run_fit", "split_names"]
 
 LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
 METHODS = ("auto", "lm", "trf")
+# Files larger than this are streamed (read in chunks each pass) by default.
+STREAM_BYTES = 1 << 30
 _INFINITE = {"": math.inf, "inf": math.inf, "+inf": math.inf, "infinity": math.inf}
 
 
@@ -163,8 +165,13 @@ def run_fit(
     method: str | None = None,
     absolute_sigma: bool = False,
     data_argument: str = "DATA",
+    stream: bool | None = None,
 ):
     """Read the columns, check the options against the model, and call :func:`jaxpro.fit`.
+
+    Args:
+        stream: read the file in chunks, pass after pass, instead of into memory
+            (None: when a CSV/TSV/Parquet file is larger than ``STREAM_BYTES``).
 
     Returns:
         The :class:`~jaxpro.fit.FitResult`.
@@ -192,8 +199,6 @@ def run_fit(
             raise InputError(f"column {column!r} is also an --x variable", argument=option)
     bounds_by_name = parse_bounds(bounds, parameters)
     start = parse_p0(p0, parameters)
-    columns = list(dict.fromkeys([*variables, y, *([sigma] if sigma else [])]))
-    table = read_table(data, columns=columns, argument=data_argument)
     # Parameters without --p0 start at 1 (inside their bounds).
     start = {
         name: start[name]
@@ -201,23 +206,31 @@ def run_fit(
         else _default_start(*bounds_by_name.get(name, (-math.inf, math.inf)))
         for name in parameters
     }
+    options = {
+        "p0": start,
+        "bounds": bounds_by_name or None,
+        "loss": loss,
+        "f_scale": f_scale,
+        "method": None if method in (None, "auto") else method,
+        "variables": variables,
+        "absolute_sigma": absolute_sigma,
+    }
+    path = Path(data)
+    streamable = path.suffix.lower() in (".csv", ".tsv", ".tab", ".parquet", ".pq")
+    if stream is None:
+        stream = streamable and path.is_file() and path.stat().st_size > STREAM_BYTES
+    if stream:
+        if not streamable:
+            raise InputError("only csv, tsv and parquet files can be streamed", argument="--stream")
+        source = jaxpro.io.stream(path, x=variables, y=y, sigma=sigma)
+        return jaxpro.fit(model, source, **options)
+    columns = list(dict.fromkeys([*variables, y, *([sigma] if sigma else [])]))
+    table = read_table(data, columns=columns, argument=data_argument)
     if len(variables) == 1:
         xdata = table[variables[0]]
     else:
         xdata = {name: table[name] for name in variables}
-    return jaxpro.fit(
-        model,
-        xdata,
-        table[y],
-        p0=start,
-        sigma=table[sigma] if sigma else None,
-        bounds=bounds_by_name or None,
-        loss=loss,
-        f_scale=f_scale,
-        method=None if method in (None, "auto") else method,
-        variables=variables,
-        absolute_sigma=absolute_sigma,
-    )
+    return jaxpro.fit(model, xdata, table[y], sigma=table[sigma] if sigma else None, **options)
 
 
 def report(result, *, out: str | None, as_json: bool, plot: bool) -> None:
@@ -275,6 +288,12 @@ def report(result, *, out: str | None, as_json: bool, plot: bool) -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Save result.json and fit.png here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--no-plot", is_flag=True, help="With --out, do not draw fit.png.")
+@click.option(
+    "--stream/--no-stream",
+    default=None,
+    help="Read the file in chunks on every pass instead of into memory "
+    "(default: for csv/tsv/parquet files over 1 GiB).",
+)
 @debug_option
 def fit(
     data: Path,
@@ -291,6 +310,7 @@ def fit(
     out: str | None,
     as_json: bool,
     no_plot: bool,
+    stream: bool | None,
 ) -> None:
     """Fit a model expression to columns of DATA (csv, tsv, txt, parquet, npy, npz)."""
     import jaxpro
@@ -312,5 +332,6 @@ def fit(
         f_scale=f_scale,
         method=method,
         absolute_sigma=absolute_sigma,
+        stream=stream,
     )
     report(result, out=out, as_json=as_json, plot=not no_plot)
