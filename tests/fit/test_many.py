@@ -168,3 +168,35 @@ def test_bad_input_names_the_argument(curves, kwargs, argument):
     with pytest.raises(InputError) as info:
         jaxpro.fit_many(decay, call.pop("x"), call.pop("Y"), **call)
     assert info.value.argument == argument, str(info.value)
+
+
+def test_two_devices_give_the_same_answers(curves, tmp_path):
+    """Fits split over two CPU devices (each running its own loop) equal one device."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    x, Y, _ = curves
+    np.save(tmp_path / "Y.npy", Y)
+    script = textwrap.dedent(
+        f"""
+        import json, numpy as np, jax, jax.numpy as jnp, jaxpro
+        jaxpro.use_cpu_cores(2)
+        Y = np.load("{tmp_path}/Y.npy")
+        x = np.linspace(0, 5, Y.shape[1])
+        def decay(x, a, b, c):
+            return a * jnp.exp(-b * x) + c
+        r = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=16)
+        print(json.dumps({{"devices": jax.device_count(), "values": r.values.tolist()}}))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    payload = json.loads(out.stdout.strip().splitlines()[-1])
+    single = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=16)
+    assert payload["devices"] == 2
+    np.testing.assert_allclose(payload["values"], single.values, rtol=1e-12)

@@ -331,7 +331,7 @@ def fit_many(
     resolved = _resolve_model(model, tuple(variables), p0)
     names = resolved.names
     p = len(names)
-    y = np.array(Y, dtype=np.float64, copy=True)
+    y = np.asarray(Y, dtype=np.float64)  # no copy for float64 input
     if y.ndim != 2 or y.size == 0:
         raise InputError(
             "must be a non-empty 2-D array (one curve per row)", argument="Y", received=Y
@@ -348,7 +348,9 @@ def fit_many(
         if mask.shape != (m, n):
             raise InputError(f"must have shape ({m}, {n})", argument="mask", received=mask)
         valid &= mask.astype(bool)
-    weights = valid.astype(np.float64)
+    complete = bool(valid.all())
+    # weights only where needed (missing points or sigma): large M x n temporaries cost
+    weights = None if complete else valid.astype(np.float64)
     if sigma is not None:
         sig = _per_curve(sigma, m, n, "sigma")
         bad = valid & ~(sig > 0)
@@ -359,7 +361,8 @@ def fit_many(
                 argument="sigma",
             )
         weights = np.where(valid, 1.0 / np.where(valid, sig, 1.0), 0.0)
-    y[~valid] = 0.0
+    if not complete:
+        y = np.where(valid, y, 0.0)
     counts = valid.sum(axis=1)
     theta0 = _start_matrix(p0, names, m)
     lb, ub = _bound_matrices(bounds, names, m)
@@ -388,31 +391,19 @@ def fit_many(
         theta0 = np.where(theta0 <= lb, np.nextafter(lb, ub), theta0)
         theta0 = np.where(theta0 >= ub, np.nextafter(ub, lb), theta0)
 
-    width = -(-n // 16) * 16  # vector-friendly; curves of one length share a program
-    layout = _data.Layout("chunked", width, rest_chunks=1)
+    # curves are not padded: one compiled program per curve length
+    layout = _data.Layout("chunked", n, rest_chunks=1)
     residual = curve_residual(resolved.function)
-    pad = width - n
-
-    def padded(a):  # (..., n) -> (..., 1, width), padding with the last point
-        a = np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad)], mode="edge")
-        return a[..., None, :]
-
-    shared_x_arr = padded(xs)
-    x_rows = None if shared_x else shared_x_arr
-    y_all, w_all = padded(y), np.pad(weights, [(0, 0), (0, pad)])[:, None, :]
+    x_shared = _x_tree(xs[..., None, :]) if shared_x else None
 
     def data_for(rows):
-        batched = {
-            "regions": (
-                {
-                    "y": y_all[rows],
-                    "w": w_all[rows],
-                    **({} if shared_x else {"x": _x_tree(x_rows[rows])}),
-                },
-            )
-        }
-        shared = {"regions": ({"x": _x_tree(shared_x_arr)},)} if shared_x else {"regions": ({},)}
-        return batched, shared
+        region = {"y": y[rows][:, None, :]}
+        if weights is not None:
+            region["w"] = weights[rows][:, None, :]
+        if not shared_x:
+            region["x"] = _x_tree(xs[rows][..., None, :])
+        shared = {"regions": ({"x": x_shared},)} if shared_x else {"regions": ({},)}
+        return {"regions": (region,)}, shared
 
     with float64():
         import jax
@@ -423,10 +414,8 @@ def fit_many(
         ][0]
         sample = jax.tree.map(lambda a: a[0], region)
         shape = trace_check(residual, theta0[0], sample)
-        if shape != (width,):
-            raise InputError(
-                f"the model returned shape {shape} for {width} points", argument="model"
-            )
+        if shape != (n,):
+            raise InputError(f"the model returned shape {shape} for {n} points", argument="model")
 
     columns, compile_s, run_s, method_used = _solve_all(
         residual,
@@ -542,6 +531,19 @@ def _run_batches(residual, settings, layout, data_for, theta0, lb, ub, counts, r
     return merged, compile_s, run_s
 
 
+def _weighted_spread(y: np.ndarray, weights: np.ndarray | None, rows: int = 8192) -> np.ndarray:
+    """Per curve, the weighted sum of squares about the weighted mean (blocks of rows: no M x n temporaries)."""
+    out = np.empty(y.shape[0])
+    for start in range(0, y.shape[0], rows):
+        block = y[start : start + rows]
+        w2 = np.ones_like(block) if weights is None else weights[start : start + rows] ** 2
+        total = w2.sum(axis=1)
+        mean = np.einsum("ij,ij->i", w2, block) / np.where(total > 0, total, 1.0)
+        deviation = block - mean[:, None]
+        out[start : start + rows] = np.einsum("ij,ij->i", w2, deviation * deviation)
+    return out
+
+
 def _assemble(
     resolved,
     columns,
@@ -578,9 +580,7 @@ def _assemble(
         covariance = columns["covariance"] * scale[:, None, None]
         covariance[too_few] = np.inf
         stderr = np.sqrt(np.clip(np.diagonal(covariance, axis1=1, axis2=2), 0, None))
-        w2 = weights**2
-        mean = np.sum(w2 * y, axis=1) / np.where(w2.sum(1) > 0, w2.sum(1), 1.0)
-        ss_tot = np.sum(w2 * (y - mean[:, None]) ** 2, axis=1)
+        ss_tot = _weighted_spread(y, weights)
         r_squared = np.where(ss_tot > 0, 1.0 - chi2 / ss_tot, np.nan)
     from scipy.stats import t
 
