@@ -47,6 +47,12 @@ def build_plan(
             f"{n} points: Jacobian never stored; each pass accumulates the {n_params}x{n_params} "
             f"factor over {layout.describe()}"
         )
+    if layout.shards > 1:
+        reasons.append(
+            f"chunks split over {layout.shards} devices: each sums its share of the Gram matrix of "
+            "the preconditioned Jacobian and one psum adds them; with the last factor as "
+            "preconditioner the sum is as accurate as gathering and re-factorising the devices' factors"
+        )
     if run.processes > 1:
         reasons.append(
             f"split across {run.processes} processes (jax.distributed): each holds only its own "
