@@ -218,19 +218,14 @@ def _program_fn(program: Program):
     )
 
 
-def _merge(shared, batched):
-    """Nested dicts/tuples: the union of two trees with disjoint leaves."""
-    if isinstance(shared, dict):
-        keys = set(shared) | set(batched)
-        return {
-            k: _merge(shared.get(k), batched.get(k))
-            if k in shared and k in batched
-            else shared.get(k, batched.get(k))
-            for k in keys
-        }
-    if isinstance(shared, tuple):
-        return tuple(_merge(a, b) for a, b in zip(shared, batched, strict=True))
-    return batched if shared is None else shared
+def merge_regions(shared, batched):
+    """One fit's data: each region's shared leaves (e.g. x) joined with its own (y, w)."""
+    return {
+        "regions": tuple(
+            {**common, **own}
+            for common, own in zip(shared["regions"], batched["regions"], strict=True)
+        )
+    }
 
 
 def batched_program_fn(program: Program):
@@ -244,7 +239,7 @@ def batched_program_fn(program: Program):
 
     def run(batched, shared, vectors, reference, knobs):
         def one(data, vector, knob):
-            return single((_merge(shared, data),), vector, reference, knob)
+            return single((merge_regions(shared, data),), vector, reference, knob)
 
         return jax.vmap(one)(batched, vectors, knobs)
 

@@ -409,7 +409,7 @@ def fit_many(
         import jax
 
         first_batched, first_shared = data_for(np.array([0]))
-        region = _engine._merge(first_shared, jax.tree.map(lambda a: a[0], first_batched))[
+        region = _engine.merge_regions(first_shared, jax.tree.map(lambda a: a[0], first_batched))[
             "regions"
         ][0]
         sample = jax.tree.map(lambda a: a[0], region)
