@@ -31,6 +31,7 @@ __all__ = ["FitResult", "Interval", "fit"]
 # stride through the data); sums, minima and maxima always use every point.
 _QUANTILE_POINTS = 1 << 20
 _PREDICT_CHUNK = 1 << 20
+_PLOT_POINTS = 5000  # points of a streamed source kept for plots
 
 
 class Interval(NamedTuple):
@@ -729,14 +730,11 @@ def fit(
         chunks = ((c.x, c.y, None if c.sigma is None else 1.0 / c.sigma) for c in x.chunks(rows))
         stats = _streamed_statistics(resolved, chunks, n, values)
         plan = build_stream_plan(method, run, n_params, bounded, x.description)
-        sample = x.sample(5000)
-        if sample is None:
-            first = next(iter(x.chunks(5000)))
-            sample = first
-        shown = _api.CurveData(
-            sample.x, sample.y, None if sample.sigma is None else 1.0 / sample.sigma, None, None
-        )
-        solved, has_sigma = run.solved, any(c.sigma is not None for c in [sample])
+        # points to draw: a spread sample, or the first rows of a source without random access
+        sample = x.sample(_PLOT_POINTS) or next(iter(x.chunks(_PLOT_POINTS)))
+        weights = None if sample.sigma is None else 1.0 / sample.sigma
+        shown = _api.CurveData(sample.x, sample.y, weights, None, None)
+        solved, has_sigma = run.solved, sample.sigma is not None
     else:
         xdata = _independent(x, resolved)
         data = _api.prepare_curve_data(
