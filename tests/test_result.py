@@ -57,6 +57,12 @@ def test_timings_to_dict_and_summary():
     assert timings.summary() == "time: 0.6 s (compile 0.5 s, run 0.01 s)"
 
 
+def test_timings_without_a_separate_compile_time():
+    timings = Timings(compile=None, run=2.0, total=2.5)
+    assert timings.to_dict() == {"compile_s": None, "run_s": 2.0, "total_s": 2.5}
+    assert timings.summary() == "time: 2.5 s (run 2 s, compilation included)"
+
+
 # --------------------------------------------------------------------------- format_table
 
 

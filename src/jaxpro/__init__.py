@@ -26,13 +26,14 @@ _LAZY = {
     "least_squares": "jaxpro.fit",
     "FitResult": "jaxpro.fit",
     "use_cpu_cores": "jaxpro._devices",
+    "bayes": None,
     "errors": None,
     "expr": None,
     "io": None,
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from jaxpro import errors, expr, io
+    from jaxpro import bayes, errors, expr, io
     from jaxpro._devices import use_cpu_cores
     from jaxpro.fit import FitResult, ManyFitResult, curve_fit, fit, fit_many, least_squares
 
@@ -40,6 +41,7 @@ __all__ = [
     "FitResult",
     "ManyFitResult",
     "__version__",
+    "bayes",
     "curve_fit",
     "errors",
     "expr",

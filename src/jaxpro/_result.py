@@ -124,19 +124,23 @@ class Timings:
     """Where the wall-clock time went, in seconds.
 
     Attributes:
-        compile: tracing and XLA compilation (0 when the program was cached).
+        compile: tracing and XLA compilation (0 when the program was cached;
+            None when the engine compiles inside its run and the two cannot be
+            told apart, as in NumPyro's MCMC).
         run: executing the compiled program, up to results on the host.
         total: the whole call, including input checks and result assembly.
     """
 
-    compile: float
+    compile: float | None
     run: float
     total: float
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float | None]:
         return {"compile_s": self.compile, "run_s": self.run, "total_s": self.total}
 
     def summary(self) -> str:
+        if self.compile is None:
+            return f"time: {self.total:.3g} s (run {self.run:.3g} s, compilation included)"
         return f"time: {self.total:.3g} s (compile {self.compile:.3g} s, run {self.run:.3g} s)"
 
 

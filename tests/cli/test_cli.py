@@ -549,7 +549,7 @@ def test_parse_bounds_unknown_parameter_lists_the_model_parameters():
 
 
 def test_demo_runs_and_recovers_the_bundled_truth():
-    result = invoke("demo", "--json")
+    result = invoke("demo", "fit", "--json")
     assert result.exit_code == 0, result.stderr
     fitted = json.loads(result.stdout)["fit"]["parameters"]
     for name, truth in {"A": 1200.0, "tau": 47.0, "B": 80.0}.items():
@@ -557,7 +557,7 @@ def test_demo_runs_and_recovers_the_bundled_truth():
 
 
 def test_demo_prints_what_it_does_then_the_summary():
-    result = invoke("demo")
+    result = invoke("demo", "fit")
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Curve fit: A*exp(-t/tau) + B")
@@ -565,12 +565,28 @@ def test_demo_prints_what_it_does_then_the_summary():
 
 
 def test_demo_out_saves_the_plot(tmp_path):
-    result = invoke("demo", "--out", str(tmp_path))
+    result = invoke("demo", "fit", "--out", str(tmp_path))
     assert result.exit_code == 0, result.stderr
     plot = tmp_path / "fit" / "fit.png"
     assert plot.read_bytes()[:8] == PNG_MAGIC
     assert (tmp_path / "fit" / "result.json").exists()
     assert f"plot saved to {plot}" in result.stdout
+
+
+def test_every_demo_runs_and_the_bayes_demo_repairs_the_centred_model(tmp_path):
+    result = invoke("demo", "--json", "--out", str(tmp_path), "--no-plot")
+    assert result.exit_code == 0, result.stderr
+    results = json.loads(result.stdout)
+    assert list(results) == ["fit", "bayes"]
+    bayes = results["bayes"]
+    assert bayes["ok"] and bayes["divergences"] == 0
+    # the centred funnel fails first, and the repair non-centres theta
+    assert bayes["attempts"][0]["problems"]
+    assert "non-centred: theta" in bayes["attempts"][-1]["settings"]
+    # Rubin's eight schools: the posterior mean of mu is near 4.4 (sd 3.3); 0.5 is ~5 MCSE
+    assert abs(bayes["parameters"]["mu"]["mean"] - 4.4) < 0.5
+    assert (tmp_path / "bayes" / "result.json").exists()
+    assert (tmp_path / "bayes" / "posterior.nc").exists()
 
 
 def test_demo_unknown_name_is_a_usage_error():

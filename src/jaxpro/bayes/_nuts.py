@@ -1,0 +1,167 @@
+"""One NUTS run with given settings: draws, sampler fields, time.
+
+Chains run in parallel when JAX has a device for each (``chain_method=
+"parallel"``; on a CPU, ``jaxpro.use_cpu_cores(4)`` before any JAX work gives
+four), otherwise vectorised in one program (``"vectorized"``), which on a CPU
+is faster than running them one after another.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from jaxpro.errors import ModelError
+
+__all__ = ["NutsRun", "NutsSettings", "chain_method", "run_nuts"]
+
+INIT_STRATEGIES = ("uniform", "median", "feasible", "sample")
+
+
+@dataclass(frozen=True)
+class NutsSettings:
+    """Everything one NUTS attempt is run with.
+
+    Attributes:
+        num_warmup, num_samples: draws per chain (warm-up discarded).
+        target_accept: NUTS's target acceptance probability.
+        max_tree_depth: trajectory length limit (2**depth leapfrog steps).
+        init: initialisation strategy (``INIT_STRATEGIES``).
+        noncentered: sites reparameterised with ``LocScaleReparam(centered=0)``.
+        dense_mass: adapt a dense mass matrix.
+    """
+
+    num_warmup: int = 1000
+    num_samples: int = 1000
+    target_accept: float = 0.8
+    max_tree_depth: int = 10
+    init: str = "uniform"
+    noncentered: tuple[str, ...] = ()
+    dense_mass: bool = False
+
+    def describe(self) -> str:
+        text = (
+            f"NUTS, {self.num_warmup} warm-up + {self.num_samples} draws per chain, "
+            f"target accept {self.target_accept:g}, max tree depth {self.max_tree_depth}"
+        )
+        if self.noncentered:
+            text += f", non-centred: {', '.join(self.noncentered)}"
+        if self.init != "uniform":
+            text += f", init {self.init}"
+        return text
+
+
+@dataclass(frozen=True)
+class NutsRun:
+    draws: dict  # site -> (chains, draws, *shape), deterministic sites included
+    extra: dict  # diverging, num_steps, energy: (chains, draws)
+    seconds: float
+    chain_method: str
+    settings: NutsSettings = field(default_factory=NutsSettings)
+
+
+def chain_method(num_chains: int, *, vectorizable: bool = True) -> str:
+    """Parallel chains when there are devices for them, else vectorised.
+
+    ``vectorizable=False`` for kernels NumPyro cannot vectorise over chains
+    (HMCECS's Gibbs step): those run one chain after another instead.
+    """
+    import jax
+
+    if jax.local_device_count() >= num_chains:
+        return "parallel"
+    return "vectorized" if vectorizable else "sequential"
+
+
+def init_strategy(name: str):
+    """The NumPyro init strategy called ``name`` (one of ``INIT_STRATEGIES``)."""
+    from numpyro.infer import init_to_feasible, init_to_median, init_to_sample, init_to_uniform
+
+    return {
+        "uniform": init_to_uniform,
+        "median": init_to_median,
+        "feasible": init_to_feasible,
+        "sample": init_to_sample,
+    }[name]
+
+
+def reparameterized(model: Callable, noncentered: tuple[str, ...]) -> Callable:
+    if not noncentered:
+        return model
+    from numpyro.handlers import reparam
+    from numpyro.infer.reparam import LocScaleReparam
+
+    return reparam(model, config={name: LocScaleReparam(centered=0) for name in noncentered})
+
+
+class InitializationError(ModelError):
+    """NUTS found no valid initial parameters with this strategy."""
+
+
+def run_nuts(
+    model: Callable,
+    args: tuple,
+    kwargs: dict,
+    settings: NutsSettings,
+    *,
+    num_chains: int,
+    seed: int,
+    progress: bool = False,
+) -> NutsRun:
+    """Run NUTS once. Call inside ``float64()``.
+
+    Raises:
+        InitializationError: no valid starting point was found.
+    """
+    import jax
+    from numpyro.infer import MCMC, NUTS
+    from numpyro.infer.util import initialize_model
+
+    sampled = reparameterized(model, settings.noncentered)
+    kernel = NUTS(
+        sampled,
+        target_accept_prob=settings.target_accept,
+        max_tree_depth=settings.max_tree_depth,
+        init_strategy=init_strategy(settings.init),
+        dense_mass=settings.dense_mass,
+    )
+    method = chain_method(num_chains)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=settings.num_warmup,
+        num_samples=settings.num_samples,
+        num_chains=num_chains,
+        chain_method=method,
+        progress_bar=progress and sys.stderr.isatty(),
+    )
+    start = time.perf_counter()
+    init_key, run_key = jax.random.split(jax.random.PRNGKey(seed))
+    # The starting points are found here, not inside MCMC: with a device per
+    # chain NumPyro initialises under pmap, where its "cannot find valid
+    # initial parameters" check cannot see the values, and the chains then
+    # start from an invalid point and diverge at every step.
+    keys = jax.random.split(init_key, num_chains) if num_chains > 1 else init_key
+    try:
+        start_point = initialize_model(
+            keys,
+            sampled,
+            init_strategy=init_strategy(settings.init),
+            model_args=args,
+            model_kwargs=kwargs,
+        ).param_info.z
+    except Exception as exc:  # no valid start, or the model fails at this strategy's start
+        raise InitializationError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    mcmc.run(
+        run_key,
+        *args,
+        init_params=start_point,
+        extra_fields=("diverging", "num_steps", "energy"),
+        **kwargs,
+    )
+    draws = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    return NutsRun(draws, extra, time.perf_counter() - start, method, settings)
