@@ -522,7 +522,7 @@ def _streamed_statistics(model: _Model, chunks, n: int, theta: np.ndarray):
         total_sq += float(np.dot(r, r))
         lowest = min(lowest, float(np.min(r)))
         highest = max(highest, float(np.max(r)))
-        sampled.append(r[(-start) % stride :: stride])
+        sampled.append(r[(-start) % stride :: stride].copy())  # a view would pin the chunk
         start += y.shape[0]
     ss_tot = swd2 - swd * swd / sw
     return _summarise(sampled, n, total_sq, total, lowest, highest), total_sq, ss_tot
