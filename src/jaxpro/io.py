@@ -34,6 +34,7 @@ __all__ = [
     "as_array",
     "column_names",
     "process_rows",
+    "read_frame",
     "read_labels",
     "read_table",
     "stream",
@@ -507,6 +508,39 @@ def read_labels(
         file, sep=_SEPARATORS[fmt], usecols=[column], dtype=str, skipinitialspace=True
     )
     return [str(v) for v in frame[column].tolist()]
+
+
+def read_frame(path: str | os.PathLike[str], *, format: str | None = None, argument: str = "data"):
+    """Every column of a data file as a pandas DataFrame, text columns kept as text.
+
+    For tables with categorical columns (group labels, factors), which
+    :func:`read_table` rejects. Missing cells stay missing (NaN); the caller
+    decides what they mean.
+
+    Args:
+        path: csv, tsv, txt, parquet, npz or structured npy file (as :func:`read_table`).
+        format: the format, when the extension does not say it.
+        argument: the name quoted in error messages.
+
+    Raises:
+        InputError: missing or unreadable file, unknown format, no rows.
+    """
+    import pandas as pd
+
+    fmt = _explicit_format(format) if format is not None else None
+    file = _check_file(path, argument)
+    source = os.fspath(path)
+    fmt = fmt or _format_from_extension(file, source, argument)
+    if fmt == "parquet":
+        raw = _read_parquet(file, None, source, argument)
+    elif fmt in ("npy", "npz"):
+        raw = _read_numpy(file, fmt, None, source, argument)
+    else:
+        raw = _read_text(file, fmt, None, source, argument)
+    frame = pd.DataFrame(raw)
+    if len(frame) == 0:
+        raise InputError(f"no data rows in {source}", argument=argument)
+    return frame
 
 
 def process_rows(n_rows: int) -> slice:

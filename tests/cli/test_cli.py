@@ -577,7 +577,7 @@ def test_every_demo_runs_and_the_bayes_demo_repairs_the_centred_model(tmp_path):
     result = invoke("demo", "--json", "--out", str(tmp_path), "--no-plot")
     assert result.exit_code == 0, result.stderr
     results = json.loads(result.stdout)
-    assert list(results) == ["fit", "bayes"]
+    assert list(results) == ["fit", "bayes", "formula"]
     bayes = results["bayes"]
     assert bayes["ok"] and bayes["divergences"] == 0
     # the centred funnel fails first, and the repair non-centres theta
@@ -587,6 +587,11 @@ def test_every_demo_runs_and_the_bayes_demo_repairs_the_centred_model(tmp_path):
     assert abs(bayes["parameters"]["mu"]["mean"] - 4.4) < 0.5
     assert (tmp_path / "bayes" / "result.json").exists()
     assert (tmp_path / "bayes" / "posterior.nc").exists()
+    formula = results["formula"]
+    assert formula["ok"] and formula["formula"] == "reaction ~ days + (1 + days | subject)"
+    days = formula["parameters"]["days"]
+    assert days["lower"] < 10 < days["upper"]  # the simulated slope inside its 90% interval
+    assert "cor(Intercept,days|subject)" in formula["parameters"]
 
 
 def test_demo_unknown_name_is_a_usage_error():

@@ -97,6 +97,7 @@ def sample(
     interval: str = "hdi",
     progress: bool = True,
     parallel_chains: bool = True,
+    dense_mass: bool = False,
     **kwargs,
 ):
     """Draw from the posterior of a NumPyro model with an expert's choices, checked.
@@ -115,6 +116,9 @@ def sample(
         parallel_chains: when this call is the process's first JAX work, give
             JAX's CPU backend one device per chain so the chains run in
             parallel (a process-wide setting; see ``jaxpro.use_cpu_cores``).
+        dense_mass: adapt a dense mass matrix in NUTS (worth it for up to a few
+            hundred correlated parameters; the repairs switch it on when
+            E-BFMI is poor).
 
     Returns:
         :class:`~jaxpro.bayes.Posterior`.
@@ -160,7 +164,9 @@ def sample(
                 "(e.g. `with numpyro.plate('data', n): y = numpyro.subsample(y, event_dim=0)`)",
                 argument="method",
             )
-        settings = NutsSettings(num_warmup=num_warmup, num_samples=num_samples)
+        settings = NutsSettings(
+            num_warmup=num_warmup, num_samples=num_samples, dense_mass=bool(dense_mass)
+        )
         run_kwargs = dict(
             model=model,
             args=args,

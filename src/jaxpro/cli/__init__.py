@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 # The command modules stay reachable as jaxpro.cli.doctor, .demo, .fit (the
 # commands themselves are their attributes of the same name).
-from jaxpro.cli import demo, doctor, fit, fit_many
+from jaxpro.cli import bayes, demo, doctor, fit, fit_many
 from jaxpro.cli._app import cli
 
 __all__ = ["cli", "main"]
@@ -19,6 +19,7 @@ cli.add_command(doctor.doctor)
 cli.add_command(demo.demo)
 cli.add_command(fit.fit)
 cli.add_command(fit_many.fit_many)
+cli.add_command(bayes.bayes)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,0 +1,451 @@
+"""``jaxpro.bayes.fit("y ~ x + (1 + x | g)", data)``: a table and a formula to credible intervals.
+
+The formula becomes a NumPyro model (:mod:`jaxpro.bayes._formula`,
+:mod:`jaxpro.bayes._glm`) and goes through the engine's
+:func:`~jaxpro.bayes.sample`: the same method choice, gate and repairs. The
+result, a :class:`FormulaPosterior`, speaks the formula's language: the
+coefficients are named ``Intercept``, ``x``, ``sd(x|g)``, ``cor(Intercept,x|g)``,
+``g[A]`` and ``x|g[A]``, and :meth:`FormulaPosterior.predict` takes new rows.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from jaxpro._result import Plan, format_table
+from jaxpro.bayes._posterior import Posterior
+from jaxpro.errors import InputError
+
+__all__ = ["FormulaPosterior", "fit"]
+
+_MAX_EFFECT_ROWS = 12  # group effects shown by summary(); the table has all
+_PREDICT_CELLS = 20_000_000  # draws x rows evaluated at once by predict()
+
+
+def fit(
+    formula: str,
+    data,
+    family: str = "gaussian",
+    priors=None,
+    *,
+    method: str = "auto",
+    num_chains: int = 4,
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    seed: int = 0,
+    **options,
+) -> FormulaPosterior:
+    """Fit a regression model written as a formula (brms / lme4 syntax) by Bayesian inference.
+
+    Args:
+        formula: e.g. ``"y ~ x + C(z) + (1 + x | g)"``; see :mod:`jaxpro.bayes._formula`
+            for the syntax (interactions, transformations, correlated ``|`` and
+            uncorrelated ``||`` group terms, nesting ``g/h``, offsets,
+            ``successes | trials(n)``).
+        data: a pandas DataFrame (or dict of columns) holding every column named.
+        family: "gaussian", "student_t", "bernoulli", "binomial", "poisson",
+            "negative_binomial" or "gamma" (log link for counts and gamma,
+            logit for bernoulli and binomial).
+        priors: None (weakly informative, scaled to the data), "flat", or a
+            dict of parameter name -> NumPyro distribution or "flat" (see
+            :func:`jaxpro.bayes._glm.make_model`).
+        method, num_chains, num_warmup, num_samples, seed, options: as for
+            :func:`jaxpro.bayes.sample` (gate, remedy, level, interval, ...).
+
+    Returns:
+        :class:`FormulaPosterior`.
+
+    Raises:
+        InputError: bad formula, unknown column, missing values, a response
+            the family cannot produce, an empty group, an unknown prior name.
+    """
+    import time
+
+    from jaxpro._precision import float64
+    from jaxpro.bayes._families import family_named
+    from jaxpro.bayes._formula import build_design
+    from jaxpro.bayes._glm import DENSE_MAX, choose_centring, make_model
+    from jaxpro.bayes._sample import SVI_MAX, _chain_devices, sample
+
+    started = time.perf_counter()
+    chosen_family = family_named(family)
+    if options.get("parallel_chains", True) and isinstance(num_chains, int):
+        # before anything below starts JAX: a device per chain runs the chains in parallel
+        devices_note = _chain_devices(num_chains)
+    else:
+        devices_note = None
+    with float64():
+        design = build_design(formula, data, chosen_family)
+    _check_response_name(design.response)
+    centred, centring_notes = choose_centring(design)
+    model, data_kwargs, spec = make_model(design, priors, centred=centred)
+    parameters = (
+        design.intercept
+        + len(design.common)
+        + len(chosen_family.auxiliary)
+        + sum(len(b.columns) * (len(b.levels) + 1) for b in design.blocks)
+    )
+    if "dense_mass" not in options:
+        # centred group effects trade off against the intercept and slopes they vary around:
+        # a ridge a diagonal mass matrix crosses slowly (bulk ESS 207 vs 4000 dense, 30
+        # groups here); non-centred ones do not (radon: diagonal 43 ESS/s, dense 30)
+        options["dense_mass"] = any(centred) and parameters <= DENSE_MAX
+    notes = [
+        f"formula {formula!r}: {design.rows} rows, {len(design.common) + design.intercept} common "
+        f"coefficients, {len(design.blocks)} group term(s)"
+        + "".join(f", {len(b.levels)} levels of {b.name}" for b in design.blocks),
+        f"family {chosen_family.name} ({chosen_family.description})",
+    ]
+    if design.blocks:
+        notes.append(
+            "group effects indexed by row (never a rows x groups matrix); correlated terms with an "
+            "LKJ prior on the Cholesky factor of their correlation"
+        )
+    notes += centring_notes
+    notes.append(
+        f"NUTS mass matrix {'dense' if options['dense_mass'] else 'diagonal'} "
+        f"({parameters} parameters; dense for centred group terms up to {DENSE_MAX})"
+    )
+    if devices_note:
+        notes.append(devices_note)
+    if method == "auto" and design.blocks and design.rows > SVI_MAX:
+        method = "svi"
+        notes.append(
+            f"SVI instead of consensus Monte Carlo above {SVI_MAX:,} rows: shards would split "
+            "every group's rows, and the per-shard group effects do not combine into a Gaussian"
+        )
+    posterior = sample(
+        model,
+        method=method,
+        num_chains=num_chains,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        seed=seed,
+        **options,
+        **data_kwargs,
+    )
+    plan = Plan(
+        method=posterior.plan.method,
+        reasons=tuple(notes) + tuple(posterior.plan.reasons),
+        settings={**posterior.plan.settings, "family": chosen_family.name, "priors": spec.priors},
+    )
+    values = {f.name: getattr(posterior, f.name) for f in fields(posterior)}
+    values.update(plan=plan, seconds=time.perf_counter() - started)
+    return FormulaPosterior(**values, design=design, spec=spec)
+
+
+def _check_response_name(name: str) -> None:
+    from jaxpro.bayes._sample import sample
+
+    taken = set(inspect.signature(sample).parameters) | {
+        "X",
+        "Z",
+        "codes",
+        "offset",
+        "trials",
+        "model",
+    }
+    if name in taken:
+        raise InputError(
+            f"the response column {name!r} clashes with an argument name; rename the column",
+            argument="formula",
+        )
+
+
+@dataclass(frozen=True, repr=False)
+class FormulaPosterior(Posterior):
+    """A :class:`~jaxpro.bayes.Posterior` of a formula model, named by the formula.
+
+    Attributes (beyond the engine's):
+        design: the evaluated formula (columns, group levels, encodings).
+        spec: the priors used and the model's site names.
+    """
+
+    design: Any = field(default=None, repr=False)
+    spec: Any = field(default=None, repr=False)
+    kind = "posterior"
+
+    # ------------------------------------------------------------------ named draws
+
+    @functools.cached_property
+    def coefficients(self) -> dict[str, np.ndarray]:
+        """Scalar parameters by formula name: ``(chains, draws)`` arrays.
+
+        ``Intercept`` and the common coefficients, family parameters,
+        ``sd(column|group)`` and ``cor(a,b|group)``.
+        """
+        design, spec, draws = self.design, self.spec, self.draws
+        out: dict[str, np.ndarray] = {}
+        if spec.intercept_site:
+            intercept = np.asarray(draws[spec.intercept_site], dtype=np.float64)
+            for j, site in enumerate(spec.coefficient_sites):
+                intercept = intercept - design.X_mean[j] * np.asarray(draws[site])
+            out["Intercept"] = intercept
+        for site in spec.coefficient_sites:
+            out[site] = np.asarray(draws[site])
+        for site in spec.auxiliary_sites:
+            out[site] = np.asarray(draws[site])
+        for block, sd_sites, chol in zip(
+            design.blocks, spec.sd_sites, spec.cholesky_sites, strict=True
+        ):
+            for site in sd_sites:
+                out[site] = np.asarray(draws[site])
+            if chol is not None:
+                L = np.asarray(draws[chol])
+                correlation = L @ np.swapaxes(L, -1, -2)
+                for a in range(len(block.columns)):
+                    for b in range(a + 1, len(block.columns)):
+                        name = f"cor({block.columns[a]},{block.columns[b]}|{block.name})"
+                        out[name] = correlation[..., a, b]
+        return out
+
+    @functools.cached_property
+    def group_effects(self) -> dict[str, np.ndarray]:
+        """Per-group deviations: ``"x|g"`` (``"g"`` for intercepts) -> ``(chains, draws, groups)``."""
+        out = {}
+        for block, effect in zip(self.design.blocks, self._effects(self.draws), strict=True):
+            for k, column in enumerate(block.columns):
+                key = block.name if column == "Intercept" else f"{column}|{block.name}"
+                out[key] = effect[..., k]
+        return out
+
+    def _effects(self, draws) -> list[np.ndarray]:
+        """``r = (z L^T) * sd`` per block, ``(..., groups, k)``, for draws shaped ``(..., ...)``."""
+        out = []
+        spec = self.spec
+        for i in range(len(self.design.blocks)):
+            if spec.centred[i]:
+                out.append(np.asarray(draws[spec.r_sites[i]], dtype=np.float64))
+                continue
+            z = np.asarray(draws[spec.z_sites[i]], dtype=np.float64)
+            if spec.cholesky_sites[i] is not None:
+                L = np.asarray(draws[spec.cholesky_sites[i]], dtype=np.float64)
+                z = z @ np.swapaxes(L, -1, -2)
+            sd = np.stack(
+                [np.asarray(draws[s], dtype=np.float64) for s in spec.sd_sites[i]], axis=-1
+            )
+            out.append(z * sd[..., None, :])
+        return out
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """Draws ``(chains, draws, ...)`` of a named coefficient, a group term or an engine site."""
+        if name in self.coefficients:
+            return self.coefficients[name]
+        if name in self.group_effects:
+            return self.group_effects[name]
+        return self.draws[name]
+
+    @functools.cached_property
+    def table(self):
+        """Every named parameter (group effects as ``g[A]``, ``x|g[A]``): a pandas DataFrame."""
+        from jaxpro.bayes._diagnose import mcmc_diagnostics
+
+        named = dict(self.coefficients)
+        labels = {}
+        for block in self.design.blocks:
+            for column in block.columns:
+                key = block.name if column == "Intercept" else f"{column}|{block.name}"
+                for i, level in enumerate(block.levels):
+                    labels[f"{key}[{i}]"] = block.effect_label(column, level)
+        named.update(self.group_effects)
+        table = mcmc_diagnostics(named, level=self.level, interval=self.interval).table
+        return table.rename(index=labels)
+
+    # ------------------------------------------------------------------ reports
+
+    def summary(self) -> str:
+        table = self.table
+        pct = f"{100 * self.level:g}%"
+        scalars = list(self.coefficients)
+        effects = [name for name in table.index if name not in self.coefficients]
+
+        def row(name):
+            r = table.loc[name]
+            return (
+                name,
+                r["mean"],
+                r["sd"],
+                r["lower"],
+                r["upper"],
+                f"{r['ess_bulk']:.0f}",
+                f"{r['ess_tail']:.0f}",
+                f"{r['r_hat']:.3f}",
+            )
+
+        head = (
+            "parameter",
+            "mean",
+            "sd",
+            f"{pct} {self.interval} low",
+            "high",
+            "ess_bulk",
+            "ess_tail",
+            "r_hat",
+        )
+        rows = [row(n) for n in scalars] + [row(n) for n in effects[:_MAX_EFFECT_ROWS]]
+        lines = [
+            f"jaxpro formula posterior: {self.design.formula}  (family {self.design.family.name}, "
+            f"{self.plan.method}, {self.design.rows} rows)",
+            format_table(head, rows, floatfmt=".4g"),
+        ]
+        if len(effects) > _MAX_EFFECT_ROWS:
+            lines.append(
+                f"... and {len(effects) - _MAX_EFFECT_ROWS} more group effects (posterior.table)"
+            )
+        lines.append("")
+        lines.append("checks: " + ("passed" if self.ok else "FAILED"))
+        lines += [f"  - {message}" for message in self.warnings]
+        if len(self.attempts) > 1 or (self.attempts and self.attempts[0].problems):
+            lines.append("attempts:")
+            for i, attempt in enumerate(self.attempts, 1):
+                verdict = "ok" if not attempt.problems else "; ".join(attempt.problems)
+                lines.append(f"  {i}. {attempt.settings} ({attempt.seconds:.2f} s): {verdict}")
+        lines.append("priors: " + "; ".join(f"{k} ~ {v}" for k, v in self.spec.priors.items()))
+        lines.append("plan: " + self.plan.summary().replace("\n", "\n      "))
+        lines.append(self.timings.summary())
+        return "\n".join(lines)
+
+    def _fields(self) -> dict[str, Any]:
+        base = super()._fields()
+        base.update(
+            formula=self.design.formula,
+            family=self.design.family.name,
+            rows=self.design.rows,
+            priors=dict(self.spec.priors),
+            groups={
+                block.name: {"levels": len(block.levels), "columns": list(block.columns)}
+                for block in self.design.blocks
+            },
+        )
+        return base
+
+    def _scalars(self):
+        out = []
+        for name, values in self.coefficients.items():
+            out.append((name, values))
+        return out[:8]
+
+    # ------------------------------------------------------------------ prediction
+
+    def predict(
+        self,
+        newdata=None,
+        *,
+        level: float | None = None,
+        seed: int | None = None,
+        draws: bool = False,
+    ):
+        """Expected response and predictions for new rows, with credible and predictive intervals.
+
+        Groups not in the fitted data get effects drawn from the population
+        distribution (one per posterior draw), as brms's
+        ``allow_new_levels=TRUE, sample_new_levels="gaussian"``.
+
+        Args:
+            newdata: a DataFrame (or dict) with the predictor, group and
+                trials/offset columns; default the fitted data.
+            level: interval probability (default the posterior's).
+            seed: for the simulated responses and new groups' effects.
+            draws: also return the draws.
+
+        Returns:
+            DataFrame indexed like ``newdata``: ``mean``, ``lower``, ``upper``
+            (of the expected response: the credible interval), ``predict_lower``
+            and ``predict_upper`` (of a new observation: the predictive
+            interval, equal-tailed), and ``new_group`` (True where a row's group
+            was not in the fitted data). With ``draws=True``:
+            ``(frame, {"mean": (draws, rows), "predicted": (draws, rows)})``.
+        """
+        import pandas as pd
+
+        level = self.level if level is None else level
+        if not 0 < level < 1:
+            raise InputError("must be in (0, 1)", argument="level", received=level)
+        design = self.design
+        if newdata is None:
+            frame = None
+            inputs = {
+                "X": design.X,
+                "offset": design.offset,
+                "trials": design.trials,
+                "Z": design.Z,
+                "codes": design.codes,
+                "new_levels": tuple(np.empty(0, dtype=object) for _ in design.blocks),
+            }
+            index = pd.RangeIndex(design.rows)
+        else:
+            from jaxpro.bayes._formula import _as_frame
+
+            frame = _as_frame(newdata, "newdata")
+            inputs = design.evaluate(frame)
+            index = frame.index
+        rng = np.random.default_rng(self.seed + 11 if seed is None else seed)
+        flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in self.draws.items()}
+        count = next(iter(flat.values())).shape[0]
+        rows = inputs["X"].shape[0]
+        effects = self._effects(flat)
+        # unseen groups: one population draw per posterior draw and new level
+        codes, tables = [], []
+        for i, block in enumerate(design.blocks):
+            code = inputs["codes"][i].copy()
+            table = effects[i]
+            unseen = inputs["new_levels"][i]
+            if unseen.size:
+                names, position = np.unique(unseen, return_inverse=True)
+                k = len(block.columns)
+                z = rng.standard_normal((count, names.size, k))
+                if self.spec.cholesky_sites[i] is not None:
+                    L = flat[self.spec.cholesky_sites[i]]
+                    z = z @ np.swapaxes(L, -1, -2)
+                sd = np.stack([flat[s] for s in self.spec.sd_sites[i]], axis=-1)
+                table = np.concatenate([table, z * sd[:, None, :]], axis=1)
+                code[code < 0] = len(block.levels) + position
+            codes.append(code)
+            tables.append(table)
+        coefficient = (
+            np.stack([flat[s] for s in self.spec.coefficient_sites], axis=-1)
+            if self.spec.coefficient_sites
+            else np.zeros((count, 0))
+        )
+        intercept = flat[self.spec.intercept_site] if self.spec.intercept_site else np.zeros(count)
+        aux = {name: flat[name][:, None] for name in self.spec.auxiliary_sites}
+        mean = np.empty((count, rows))
+        predicted = np.empty((count, rows))
+        step = max(1, _PREDICT_CELLS // max(count, 1))
+        for start in range(0, rows, step):
+            stop = min(rows, start + step)
+            Xc = inputs["X"][start:stop] - design.X_mean
+            eta = intercept[:, None] + coefficient @ Xc.T
+            if inputs["offset"] is not None:
+                eta = eta + inputs["offset"][start:stop]
+            for i in range(len(design.blocks)):
+                Z = inputs["Z"][i][start:stop]
+                picked = tables[i][:, codes[i][start:stop], :]
+                eta = eta + np.einsum("rk,drk->dr", Z, picked)
+            mu = design.family.inverse_link(eta)
+            trials = inputs["trials"][start:stop] if inputs["trials"] is not None else None
+            expected = mu * trials if trials is not None else mu
+            mean[:, start:stop] = expected
+            predicted[:, start:stop] = design.family.simulate(rng, mu, aux, trials)
+        tail = (1 - level) / 2
+        result = pd.DataFrame(
+            {
+                "mean": mean.mean(axis=0),
+                "lower": np.quantile(mean, tail, axis=0),
+                "upper": np.quantile(mean, 1 - tail, axis=0),
+                "predict_lower": np.quantile(predicted, tail, axis=0),
+                "predict_upper": np.quantile(predicted, 1 - tail, axis=0),
+                "new_group": np.any([c < 0 for c in inputs["codes"]], axis=0)
+                if design.blocks
+                else np.zeros(rows, dtype=bool),
+            },
+            index=index,
+        )
+        if draws:
+            return result, {"mean": mean, "predicted": predicted}
+        return result
