@@ -343,3 +343,83 @@ def test_centring_follows_how_informative_groups_are():
     assert informativeness(weak)[0] < 1.0
     assert choose_centring(strong)[0] == (True,)
     assert choose_centring(weak)[0] == (False,)
+
+
+def _log_density(model, kwargs, point):
+    from numpyro.infer.util import log_density
+
+    return float(log_density(model, (), kwargs, point)[0])
+
+
+def test_centred_form_is_the_same_model_as_the_non_centred_one(frame):
+    """Hierarchically centred coefficients beta = population + r: the density of r is N(0, Sigma)."""
+    from scipy import stats
+
+    design = build_design("y ~ x + (1 + x | g)", frame, GAUSSIAN)
+    noncentred, kwargs, spec_n = make_model(design, centred=(False,))
+    centred, _, spec_c = make_model(design, centred=(True,))
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(6, 2))
+    L = np.array([[1.0, 0.0], [-0.4, np.sqrt(1 - 0.16)]])
+    sd = np.array([0.5, 0.3])
+    shared = {
+        "Intercept_centred": 0.2,
+        "x": -0.4,
+        "sigma": 0.9,
+        "sd(Intercept|g)": sd[0],
+        "sd(x|g)": sd[1],
+        spec_n.cholesky_sites[0]: L,
+    }
+    r = (z @ L.T) * sd
+    population = np.array([0.2 - design.X_mean[0] * -0.4, -0.4])  # uncentred intercept, slope
+    a = _log_density(noncentred, kwargs, {**shared, spec_n.z_sites[0]: z})
+    b = _log_density(centred, kwargs, {**shared, spec_c.r_sites[0]: population + r})
+    # non-centred density of z vs centred density of r: they differ by the Jacobian
+    # |det(diag(sd) L)| per group, and by nothing else (same likelihood, same priors)
+    covariance = (sd[:, None] * L) @ (sd[:, None] * L).T
+    log_r = stats.multivariate_normal(np.zeros(2), covariance).logpdf(r).sum()
+    log_z = stats.norm.logpdf(z).sum()
+    np.testing.assert_allclose(b - a, log_r - log_z, rtol=1e-10)  # float64 identities
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "y ~ x + (1 + x | g)",
+        "y ~ x * C(kind) + offset(log(z)) + (1 | g/h)",
+        "y ~ 0 + x + (1 + x || g)",
+        "y ~ x",
+    ],
+)
+def test_collapsed_gaussian_likelihood_equals_the_per_row_one(frame, formula):
+    """Sufficient statistics per cell give the same log density as the rows, at any point."""
+    import jax
+    from numpyro import handlers
+
+    design = build_design(formula, frame, GAUSSIAN)
+    centred = (True,) * len(design.blocks)
+    rows_model, rows_kwargs, _ = make_model(design, centred=centred)
+    cells_model, cells_kwargs, _ = make_model(design, centred=centred, collapse=True)
+    for seed in range(3):
+        trace = handlers.trace(handlers.seed(rows_model, jax.random.PRNGKey(seed))).get_trace(
+            **{**rows_kwargs, design.response: None}
+        )
+        point = {
+            name: site["value"]
+            for name, site in trace.items()
+            if site["type"] == "sample" and name != design.response  # the prior draw of y
+        }
+        expected = _log_density(rows_model, rows_kwargs, point)
+        got = _log_density(cells_model, cells_kwargs, point)
+        np.testing.assert_allclose(got, expected, rtol=1e-9)  # expansion of a float64 sum
+
+
+def test_collapse_is_chosen_only_where_it_saves_work(frame):
+    from jaxpro.bayes._glm import collapsible
+
+    assert collapsible(build_design("y ~ x + (1 | g)", frame, GAUSSIAN))[0]
+    ok, why = collapsible(build_design("count ~ x + (1 | g)", frame, FAMILIES["poisson"]))
+    assert not ok and "poisson" in why
+    crossed = frame.assign(u=np.arange(len(frame)) % 29, w=np.arange(len(frame)) % 31)
+    ok, why = collapsible(build_design("y ~ (1 | u) + (1 | w)", crossed, GAUSSIAN))
+    assert not ok and "would not save work" in why  # every row its own cell

@@ -69,7 +69,8 @@ def fit(
     from jaxpro._precision import float64
     from jaxpro.bayes._families import family_named
     from jaxpro.bayes._formula import build_design
-    from jaxpro.bayes._glm import DENSE_MAX, choose_centring, make_model
+    from jaxpro.bayes._glm import DENSE_MAX, choose_centring, collapsible, make_model
+    from jaxpro.bayes._model import inspect_model
     from jaxpro.bayes._sample import SVI_MAX, _chain_devices, sample
 
     started = time.perf_counter()
@@ -119,22 +120,46 @@ def fit(
             f"SVI instead of consensus Monte Carlo above {SVI_MAX:,} rows: shards would split "
             "every group's rows, and the per-shard group effects do not combine into a Gaussian"
         )
+    collapse, collapse_note = collapsible(design) if method in ("auto", "nuts") else (False, "")
+    if collapse:
+        # same parameters, likelihood from per-cell sums: NUTS at the cost of the cells
+        sampled_model, sampled_kwargs, _ = make_model(
+            design, priors, centred=centred, collapse=True
+        )
+        notes.append(collapse_note)
+        notes.append(f"NUTS: {design.rows:,} rows cost as few as their cells, so exact MCMC")
+        method = "nuts"
+    else:
+        sampled_model, sampled_kwargs = model, data_kwargs
     posterior = sample(
-        model,
+        sampled_model,
         method=method,
         num_chains=num_chains,
         num_warmup=num_warmup,
         num_samples=num_samples,
         seed=seed,
         **options,
-        **data_kwargs,
+        **sampled_kwargs,
     )
+    engine_reasons = tuple(posterior.plan.reasons)
+    values = {f.name: getattr(posterior, f.name) for f in fields(posterior)}
+    if collapse:
+        # predictions, log-likelihoods and checks of the data read the per-row model
+        info = inspect_model(model, (), data_kwargs)
+        values.update(model=model, kwargs=data_kwargs, info=info)
+        engine_reasons = (
+            *(
+                r
+                for r in engine_reasons
+                if not r.startswith(("NUTS: requested by the caller", "0 observations"))
+            ),
+            f"{info.observations} observations, {info.parameters} parameters",
+        )
     plan = Plan(
         method=posterior.plan.method,
-        reasons=tuple(notes) + tuple(posterior.plan.reasons),
+        reasons=tuple(notes) + engine_reasons,
         settings={**posterior.plan.settings, "family": chosen_family.name, "priors": spec.priors},
     )
-    values = {f.name: getattr(posterior, f.name) for f in fields(posterior)}
     values.update(plan=plan, seconds=time.perf_counter() - started)
     return FormulaPosterior(**values, design=design, spec=spec)
 
@@ -220,7 +245,10 @@ class FormulaPosterior(Posterior):
         spec = self.spec
         for i in range(len(self.design.blocks)):
             if spec.centred[i]:
-                out.append(np.asarray(draws[spec.r_sites[i]], dtype=np.float64))
+                coefficients = np.asarray(draws[spec.r_sites[i]], dtype=np.float64)
+                out.append(
+                    coefficients - self._population(draws, spec.loc_sources[i])[..., None, :]
+                )
                 continue
             z = np.asarray(draws[spec.z_sites[i]], dtype=np.float64)
             if spec.cholesky_sites[i] is not None:
@@ -231,6 +259,23 @@ class FormulaPosterior(Posterior):
             )
             out.append(z * sd[..., None, :])
         return out
+
+    def _population(self, draws, sources) -> np.ndarray:
+        """The population values a centred term's groups vary around: ``(..., k)``."""
+        spec = self.spec
+        shape = np.shape(draws[spec.sd_sites[0][0]]) if spec.sd_sites else ()
+        values = []
+        for source in sources:
+            if source is None:
+                values.append(np.zeros(shape))
+            elif source == "Intercept":
+                value = np.asarray(draws[spec.intercept_site], dtype=np.float64)
+                for j, site in enumerate(spec.coefficient_sites):
+                    value = value - self.design.X_mean[j] * np.asarray(draws[site])
+                values.append(value)
+            else:
+                values.append(np.asarray(draws[source], dtype=np.float64))
+        return np.stack(values, axis=-1)
 
     def __getitem__(self, name: str) -> np.ndarray:
         """Draws ``(chains, draws, ...)`` of a named coefficient, a group term or an engine site."""

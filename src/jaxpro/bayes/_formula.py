@@ -528,10 +528,7 @@ def build_design(formula: str, data, family: Family) -> Design:
         scales = np.where(scales > 0, scales, 1.0)
         for factor in factors:
             _check_empty_groups(frame, factor)
-            labels = _group_labels(frame, factor, "data")
-            import pandas as pd
-
-            code, levels = pd.factorize(pd.Series(labels), sort=True)
+            code, levels = _factorize(frame, factor)
             name = ":".join(factor)
             pieces = [(columns, correlated)] if correlated else [((c,), False) for c in columns]
             for piece_columns, piece_correlated in pieces:
@@ -589,6 +586,18 @@ class _Subset:
             self.matrix.evaluate_new_data(frame).design_matrix, dtype=np.float64
         ).reshape(len(frame), -1)[:, self.columns]
         return out
+
+
+def _factorize(frame, factor: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Group index per row and the group labels, sorted by value (numbers numerically)."""
+    import pandas as pd
+
+    if len(factor) == 1:
+        code, uniques = pd.factorize(frame[factor[0]], sort=True)
+        return code, [str(v) for v in uniques]
+    index = pd.MultiIndex.from_frame(frame[list(factor)])
+    code, uniques = index.factorize(sort=True)
+    return code, [":".join(str(v) for v in values) for values in uniques]
 
 
 def _check_empty_groups(frame, factor: tuple[str, ...]) -> None:

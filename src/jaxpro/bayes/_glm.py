@@ -38,6 +38,7 @@ from jaxpro.errors import InputError
 __all__ = ["ModelSpec", "make_model"]
 
 LKJ_ETA = 2.0
+LOG_2PI = float(np.log(2 * np.pi))
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,9 @@ class ModelSpec:
     auxiliary_sites: tuple[str, ...]
     sd_sites: tuple[tuple[str, ...], ...]  # per block
     z_sites: tuple[str, ...]
-    r_sites: tuple[str, ...]
+    r_sites: tuple[str, ...]  # centred terms: each group's coefficients (population value + effect)
     centred: tuple[bool, ...]
+    loc_sources: tuple[tuple[str | None, ...], ...]  # population value of each centred column
     cholesky_sites: tuple[str | None, ...]
     intercept_site: str | None
 
@@ -92,7 +94,7 @@ def _resolve(name: str, given, default, support: str, described: str):
     return given, repr(given)
 
 
-def make_model(design: Design, priors=None, centred=None):
+def make_model(design: Design, priors=None, centred=None, collapse: bool = False):
     """The NumPyro model of ``design``, its keyword data and a :class:`ModelSpec`.
 
     Args:
@@ -106,6 +108,10 @@ def make_model(design: Design, priors=None, centred=None):
         centred: per group term, True to sample the effects directly (the
             better geometry when the data inform each group strongly), False
             for the non-centred ``z * sd`` form; default all non-centred.
+
+        collapse: a gaussian model whose likelihood reads per-cell sufficient
+            statistics instead of rows (:func:`cell_statistics`); same
+            parameters, same posterior.
 
     Returns:
         ``(model, data_kwargs, spec)``; call ``model(**data_kwargs)``.
@@ -201,7 +207,7 @@ def make_model(design: Design, priors=None, centred=None):
         sd_sites.append(tuple(names))
         sd_priors.append(block_priors)
         z_sites.append(f"z_{i}({block.name})")
-        r_sites.append(f"r_{i}({block.name})")
+        r_sites.append(f"beta_{i}({block.name})")
         if block.correlated:
             site = f"cor({block.name})"
             known.add(site)
@@ -228,22 +234,25 @@ def make_model(design: Design, priors=None, centred=None):
 
     response = design.response
     blocks = design.blocks
+    loc_sources = population_locations(design, centred)
     sizes = [len(block.levels) for block in blocks]
     intercept_site = "Intercept_centred" if design.intercept else None
     coefficient_sites = tuple(design.common)
     X_mean = np.asarray(design.X_mean)
 
-    def model(X, Z, codes, offset=None, trials=None, **observed):
-        y_obs = observed.get(response)
-        n = X.shape[0]
+    def latent():
+        """The parameters' sample sites: ``(intercept, coefficients, family params, effects)``."""
         eta0 = numpyro.sample(intercept_site, intercept_prior) if intercept_site else 0.0
-        if coefficient_sites:
-            b = jnp.stack(
+        b = (
+            jnp.stack(
                 [
                     numpyro.sample(s, p)
                     for s, p in zip(coefficient_sites, coefficient_priors, strict=True)
                 ]
             )
+            if coefficient_sites
+            else None
+        )
         aux = {
             a.name: numpyro.sample(a.name, p)
             for a, p in zip(family.auxiliary, auxiliary_priors, strict=True)
@@ -260,24 +269,43 @@ def make_model(design: Design, priors=None, centred=None):
                 else None
             )
             if centred[i]:
+                # hierarchical centring: each group's coefficients around the population's
+                loc = _locations(loc_sources[i], eta0, b)
                 if L is None:
-                    effect = numpyro.sample(
-                        r_sites[i], dist.Normal(0.0, sd).expand([sizes[i], k]).to_event(2)
+                    coefficients = numpyro.sample(
+                        r_sites[i], dist.Normal(loc, sd).expand([sizes[i], k]).to_event(2)
                     )
                 else:
                     tril = sd[:, None] * L
-                    effect = numpyro.sample(
+                    coefficients = numpyro.sample(
                         r_sites[i],
-                        dist.MultivariateNormal(jnp.zeros(k), scale_tril=tril)
+                        dist.MultivariateNormal(loc, scale_tril=tril)
                         .expand([sizes[i]])
                         .to_event(1),
                     )
-                effects.append(effect)
+                effects.append(coefficients - loc)
                 continue
             z = numpyro.sample(z_sites[i], dist.Normal(0.0, 1.0).expand([sizes[i], k]).to_event(2))
             if L is not None:
                 z = z @ L.T
             effects.append(z * sd)
+        return eta0, b, aux, effects
+
+    def _locations(sources, eta0, b):
+        values = []
+        for source in sources:
+            if source == "Intercept":
+                values.append(eta0 - (jnp.dot(X_mean, b) if b is not None else 0.0))
+            elif source is None:
+                values.append(jnp.zeros(()))
+            else:
+                values.append(b[coefficient_sites.index(source)])
+        return jnp.stack(values)
+
+    def model(X, Z, codes, offset=None, trials=None, **observed):
+        y_obs = observed.get(response)
+        n = X.shape[0]
+        eta0, b, aux, effects = latent()
         with numpyro.plate("rows", n):
             X_rows = numpyro.subsample(X, event_dim=1)
             eta = eta0 + ((X_rows - X_mean) @ b if coefficient_sites else 0.0)
@@ -290,6 +318,22 @@ def make_model(design: Design, priors=None, centred=None):
             rows_trials = numpyro.subsample(trials, event_dim=0) if trials is not None else None
             rows_y = numpyro.subsample(y_obs, event_dim=0) if y_obs is not None else None
             numpyro.sample(response, family.likelihood(eta, aux, rows_trials), obs=rows_y)
+
+    def collapsed_model(M, v, s, cell_groups, rows, y_shift):
+        """The gaussian likelihood from per-cell sufficient statistics (see :func:`cell_statistics`)."""
+        eta0, b, aux, effects = latent()
+        parts = [jnp.broadcast_to(eta0 - y_shift, (M.shape[0], 1))] if intercept_site else []
+        if coefficient_sites:
+            parts.append(jnp.broadcast_to(b, (M.shape[0], b.shape[0])))
+        parts += [effect[groups] for effect, groups in zip(effects, cell_groups, strict=True)]
+        theta = jnp.concatenate(parts, axis=1)
+        quadratic = jnp.einsum("cd,cde,ce->c", theta, M, theta)
+        residual_squares = jnp.sum(s) - 2.0 * jnp.sum(theta * v) + jnp.sum(quadratic)
+        sigma = aux["sigma"]
+        numpyro.factor(
+            "gaussian_likelihood",
+            -0.5 * residual_squares / sigma**2 - rows * jnp.log(sigma) - 0.5 * rows * LOG_2PI,
+        )
 
     kwargs = {
         "X": design.X,
@@ -307,9 +351,12 @@ def make_model(design: Design, priors=None, centred=None):
         z_sites=tuple(z_sites),
         r_sites=tuple(r_sites),
         centred=centred,
+        loc_sources=population_locations(design, centred),
         cholesky_sites=tuple(chol_sites),
         intercept_site=intercept_site,
     )
+    if collapse:
+        return collapsed_model, cell_statistics(design), spec
     return model, kwargs, spec
 
 
@@ -380,3 +427,92 @@ def choose_centring(design: Design) -> tuple[tuple[bool, ...], list[str]]:
                 f"{ratio:.3g} <= {CENTRE_ABOVE:g})"
             )
     return tuple(chosen), reasons
+
+
+def population_locations(design: Design, centred) -> tuple[tuple[str | None, ...], ...]:
+    """For each column of each centred group term, the parameter its groups centre on.
+
+    "Intercept" for a varying intercept (when the model has one), the common
+    coefficient of the same name for a varying slope, None (zero) otherwise or
+    when an earlier term already centres on that parameter.
+    """
+    used: set = set()
+    out = []
+    for block, is_centred in zip(design.blocks, centred, strict=True):
+        sources = []
+        for column in block.columns:
+            source = None
+            if is_centred and column not in used:
+                if column == "Intercept" and design.intercept:
+                    source = "Intercept"
+                elif column in design.common:
+                    source = column
+            if source is not None:
+                used.add(column)
+            sources.append(source)
+        out.append(tuple(sources))
+    return tuple(out)
+
+
+def collapsible(design: Design) -> tuple[bool, str]:
+    """Whether the gaussian likelihood is cheaper from per-cell sufficient statistics, and why."""
+    if design.family.name != "gaussian":
+        return False, f"family {design.family.name}: the likelihood needs every row"
+    cells = _cells(design)[1]
+    width = int(design.intercept) + design.X.shape[1] + sum(z.shape[1] for z in design.Z)
+    per_row, per_cell = design.rows * width, cells * width * width
+    if per_cell * 2 > per_row:
+        return False, (
+            f"{cells:,} cells of crossed groups for {design.rows:,} rows: sufficient statistics "
+            "would not save work"
+        )
+    return True, (
+        f"gaussian likelihood from sufficient statistics of {cells:,} cell(s) (rows sharing "
+        f"their groups), {width} columns: each evaluation costs {per_cell:,} instead of "
+        f"{per_row:,} multiply-adds, exactly the same posterior"
+    )
+
+
+def _cells(design: Design) -> tuple[np.ndarray, int, np.ndarray]:
+    """Cell index per row, number of cells, and each cell's group index per block."""
+    if not design.codes:
+        return np.zeros(design.rows, dtype=np.int64), 1, np.zeros((1, 0), dtype=np.int64)
+    stacked = np.stack(design.codes, axis=1).astype(np.int64)
+    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    return inverse.reshape(-1), unique.shape[0], unique
+
+
+def cell_statistics(design: Design) -> dict:
+    """Sufficient statistics of the gaussian likelihood per cell (rows sharing all their groups).
+
+    With ``w_i = [1, x_i - mean x, z_i]`` and ``y~_i = y_i - offset_i - mean``, each
+    cell keeps ``M = sum w w^T``, ``v = sum w y~`` and ``s = sum y~^2``; the residual
+    sum of squares at coefficients ``theta_c`` is ``s - 2 theta_c.v + theta_c^T M theta_c``.
+    The response is shifted by its mean first (the intercept absorbs it) so the
+    expansion does not cancel away float64 digits.
+    """
+    cell, count, groups = _cells(design)
+    y = design.y - (design.offset if design.offset is not None else 0.0)
+    shift = float(np.mean(y)) if design.intercept else 0.0
+    y = y - shift
+    columns = [np.ones(design.rows)] if design.intercept else []
+    columns += list((design.X - design.X_mean).T)
+    for Z in design.Z:
+        columns += list(Z.T)
+    width = len(columns)
+    M = np.empty((count, width, width))
+    for j in range(width):
+        for k in range(j, width):
+            M[:, j, k] = M[:, k, j] = np.bincount(
+                cell, weights=columns[j] * columns[k], minlength=count
+            )
+    v = np.stack([np.bincount(cell, weights=c * y, minlength=count) for c in columns], axis=1)
+    s = np.bincount(cell, weights=y * y, minlength=count)
+    return {
+        "M": M,
+        "v": v,
+        "s": s,
+        "cell_groups": tuple(groups[:, i] for i in range(groups.shape[1])),
+        "rows": float(design.rows),
+        "y_shift": shift,
+    }
