@@ -327,3 +327,45 @@ def test_fit_bad_arguments(grouped):
         jaxpro.bayes.fit("y ~ nope", frame)
     with pytest.raises(InputError, match="clashes with an argument"):
         jaxpro.bayes.fit("seed ~ x", frame.assign(seed=frame.y))
+
+
+@pytest.mark.slow
+def test_a_million_rows_in_ten_thousand_groups_fit_in_memory():
+    """1M rows x 10K groups, correlated intercepts and slopes: bounded memory, sensible answer.
+
+    A dense rows x groups design (bambi's) would need 1e6 x 2e4 x 8 bytes = 160 GB.
+    Short chains (2 x 300 + 300) keep the test to minutes; the gate is not asked.
+    Measured here: peak RSS 4.3 GB, 155 s.
+    """
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import resource, numpy as np, pandas as pd, jaxpro
+        rng = np.random.default_rng(0)
+        n, groups = 1_000_000, 10_000
+        g = rng.integers(0, groups, n)
+        x = rng.normal(size=n)
+        a, b = rng.normal(0, 0.5, groups), rng.normal(0, 0.3, groups)
+        y = 1.0 + a[g] + (0.5 + b[g]) * x + rng.normal(0, 1.0, n)
+        frame = pd.DataFrame({"y": y, "x": x, "g": g})
+        posterior = jaxpro.bayes.fit(
+            "y ~ x + (1 + x | g)", frame, num_chains=2, num_warmup=300, num_samples=300,
+            remedy=False, progress=False,
+        )
+        t = posterior.table
+        print(t.loc["Intercept", "mean"], t.loc["x", "mean"], t.loc["sd(Intercept|g)", "mean"],
+              t.loc["sd(x|g)", "mean"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", script], capture_output=True, text=True, timeout=1800
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    intercept, slope, sd_intercept, sd_slope, peak_kib = (float(v) for v in out.stdout.split())
+    assert peak_kib * 1024 < 8e9, f"peak RSS {peak_kib * 1024 / 1e9:.1f} GB"
+    # population values: posterior sds ~0.006 (intercept), ~0.003 (sd): 0.03 is > 5 sd
+    assert abs(intercept - 1.0) < 0.03 and abs(slope - 0.5) < 0.03
+    assert abs(sd_intercept - 0.5) < 0.03 and abs(sd_slope - 0.3) < 0.03

@@ -423,3 +423,14 @@ def test_collapse_is_chosen_only_where_it_saves_work(frame):
     crossed = frame.assign(u=np.arange(len(frame)) % 29, w=np.arange(len(frame)) % 31)
     ok, why = collapsible(build_design("y ~ (1 | u) + (1 | w)", crossed, GAUSSIAN))
     assert not ok and "would not save work" in why  # every row its own cell
+
+
+def test_gate_messages_use_the_formula_names(frame):
+    from jaxpro.bayes._fit import _plain_names
+
+    design = build_design("y ~ x + (1 + x | g)", frame, GAUSSIAN)
+    message = "R-hat 1.02 for beta_0(g)[2,1] (and 3 more); ESS 300 for z_0(g)[0,0], L_0(g)[1,0]"
+    assert _plain_names(message, design) == (
+        "R-hat 1.02 for x|g[g2] (and 3 more); ESS 300 for g[g0] (non-centred), cor(g)"
+    )
+    assert _plain_names("ESS 12 for Intercept_centred", design) == "ESS 12 for Intercept (centred)"

@@ -153,3 +153,24 @@ def test_low_ess_waits_while_the_chains_disagree():
 
 def test_no_problem_no_remedy():
     assert _next([]) is None
+
+
+def test_marginal_rhat_draws_more_instead_of_warming_up_longer():
+    """R-hat 1.011 after 300 warm-up + 300 draws: the chains agree; the run is just short."""
+    remedy = _next(
+        [
+            Problem("rhat", "R-hat 1.011", ("mu",), 1.011),
+            Problem("ess_bulk", "ESS 250", ("mu",), 250.0),
+        ],
+        min_ess=250.0,
+        wanted=400.0,
+    )
+    assert remedy.settings.num_warmup == QUICK.num_warmup
+    assert remedy.settings.num_samples == 600  # max(2, 1.2 x 400 / 250 = 1.92) x 300
+    assert "just above the limit" in remedy.reasons[0]
+
+
+def test_marginal_rhat_after_a_short_warmup_still_warms_up_longer():
+    short = NutsSettings(num_warmup=200, num_samples=1000)
+    remedy = _next([Problem("rhat", "R-hat 1.011", ("mu",), 1.011)], settings=short)
+    assert remedy.settings.num_warmup == 400 and remedy.settings.num_samples == 1000

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import dataclass, field, fields
+import re
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -160,8 +161,38 @@ def fit(
         reasons=tuple(notes) + engine_reasons,
         settings={**posterior.plan.settings, "family": chosen_family.name, "priors": spec.priors},
     )
+    # the gate's messages in the formula's names, not the model's internal sites
+    values.update(
+        problems=tuple(
+            replace(p, message=_plain_names(p.message, design)) for p in values["problems"]
+        ),
+        attempts=tuple(
+            replace(a, problems=tuple(_plain_names(m, design) for m in a.problems))
+            for a in values["attempts"]
+        ),
+    )
     values.update(plan=plan, seconds=time.perf_counter() - started)
     return FormulaPosterior(**values, design=design, spec=spec)
+
+
+_SITE = re.compile(r"\b(z|beta|L)_(\d+)\([^)]*\)(?:\[(\d+)(?:,(\d+))*\])?")
+
+
+def _plain_names(message: str, design) -> str:
+    """``beta_0(g)[12,1]`` -> ``x|g[G12]``, ``Intercept_centred`` -> ``Intercept (centred)``."""
+
+    def name(match: re.Match) -> str:
+        kind, block = match.group(1), design.blocks[int(match.group(2))]
+        if kind == "L":
+            return f"cor({block.name})"
+        if match.group(3) is None:
+            return f"{block.name} effects"
+        level = block.levels[int(match.group(3))]
+        column = block.columns[int(match.group(4) or 0)]
+        label = block.effect_label(column, level)
+        return label if kind == "beta" else f"{label} (non-centred)"
+
+    return _SITE.sub(name, message.replace("Intercept_centred", "Intercept (centred)"))
 
 
 def _check_response_name(name: str) -> None:

@@ -8,7 +8,10 @@
   ratio of the site's posterior spread to its prior scale, read off the failed
   run, tells which regime it is in.
 - Divergences with nothing left to non-centre: raise ``target_accept`` further.
-- High R-hat: longer warm-up. Low ESS: more draws, as many as the shortfall says.
+- High R-hat: longer warm-up; R-hat just above the limit (< 1.02) after a
+  warm-up at least as long as the draws: more draws (rank-normalised R-hat of
+  four short chains sits there by Monte Carlo noise alone). Low ESS: more
+  draws, as many as the shortfall says.
 - Saturated trees: a deeper tree; poor E-BFMI: longer warm-up with a dense mass matrix.
 """
 
@@ -27,6 +30,8 @@ __all__ = ["Remedy", "informativeness", "next_settings"]
 
 # posterior sd / prior scale above this: the prior dominates, the funnel bites: non-centre
 WEAK_DATA = 0.5
+# R-hat below this (with warm-up as long as the draws) is the noise of a short run: draw more
+MARGINAL_RHAT = 1.02
 _TARGETS = (0.8, 0.9, 0.95, 0.99)
 
 
@@ -114,7 +119,24 @@ def next_settings(
     # same bad geometry): fix them first, alone, and look again.
     if "divergences" in codes and new != settings:
         return Remedy(new, tuple(reasons))
-    if "rhat" in codes or "bfmi" in codes:
+    rhat = max((p.worst for p in problems if p.code == "rhat"), default=math.nan)
+    marginal = (
+        "rhat" in codes
+        and "bfmi" not in codes
+        and rhat < MARGINAL_RHAT
+        and settings.num_warmup >= settings.num_samples
+    )
+    if marginal:
+        # Chains that agree to within Monte Carlo noise: a short run, not a short warm-up
+        factor = 2.0
+        if codes & {"ess_bulk", "ess_tail"} and math.isfinite(min_ess):
+            factor = min(8.0, max(2.0, 1.2 * ess_wanted / max(min_ess, 1.0)))
+        new = replace(new, num_samples=math.ceil(settings.num_samples * factor))
+        reasons.append(
+            f"R-hat {rhat:.3f}, just above the limit: more draws {settings.num_samples} -> "
+            f"{new.num_samples} (the warm-up is already as long as the draws)"
+        )
+    elif "rhat" in codes or "bfmi" in codes:
         new = replace(new, num_warmup=settings.num_warmup * 2)
         reasons.append(
             f"chains disagree (R-hat/E-BFMI): warm-up {settings.num_warmup} -> {new.num_warmup}"
