@@ -434,3 +434,13 @@ def test_gate_messages_use_the_formula_names(frame):
         "R-hat 1.02 for x|g[g2] (and 3 more); ESS 300 for g[g0] (non-centred), cor(g)"
     )
     assert _plain_names("ESS 12 for Intercept_centred", design) == "ESS 12 for Intercept (centred)"
+
+
+def test_reported_effect_messages_name_the_group(frame):
+    from jaxpro.bayes._fit import _plain_names
+
+    design = build_design("y ~ x + (1 + x | g)", frame, GAUSSIAN)
+    message = "R-hat 1.011 >= 1.01 for x|g[3] (and 2 more) (reported quantity); ESS 350 for g[0]"
+    assert _plain_names(message, design) == (
+        "R-hat 1.011 >= 1.01 for x|g[g3] (and 2 more) (reported quantity); ESS 350 for g[g0]"
+    )

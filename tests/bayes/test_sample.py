@@ -612,3 +612,18 @@ def test_init_fallback_with_parallel_chains(fresh_processes):
     assert attempts[1]["reasons"] == ["no valid initial parameters: trying init_to_median"]
     assert run["ok"]
     assert run["error"] is not None and "no valid initial parameters" in run["error"]
+
+
+def test_derived_quantities_are_gated_too(normal_data):
+    """A reported quantity whose chains disagree fails the gate even when the sites pass."""
+
+    def shifted_per_chain(draws):
+        chains = draws["mu"].shape[0]
+        return {"shifted": draws["mu"] + 10.0 * np.arange(chains)[:, None]}
+
+    with pytest.warns(JaxproWarning, match="reported quantity"):
+        p = sample(normal_model, y=normal_data, derived=shifted_per_chain, remedy=False, **SMALL)
+    assert not p.ok
+    assert "rhat" in [q.code for q in p.problems]
+    # only the derived quantity fails (its ESS too: chains 10 apart mix nowhere)
+    assert all("shifted" in q.message and "reported quantity" in q.message for q in p.problems)

@@ -139,6 +139,7 @@ def fit(
         num_warmup=num_warmup,
         num_samples=num_samples,
         seed=seed,
+        derived=options.pop("derived", None) or _reported(design, spec),
         **options,
         **sampled_kwargs,
     )
@@ -192,6 +193,15 @@ def _plain_names(message: str, design) -> str:
         label = block.effect_label(column, level)
         return label if kind == "beta" else f"{label} (non-centred)"
 
+    # reported group effects come as "x|g[12]": their group's label instead of the index
+    for block in design.blocks:
+        for column in block.columns:
+            pattern = re.compile(
+                r"(?<![\w|(])" + re.escape(_effect_key(block, column)) + r"\[(\d+)\]"
+            )
+            message = pattern.sub(
+                lambda m, b=block, c=column: b.effect_label(c, b.levels[int(m.group(1))]), message
+            )
     return _SITE.sub(name, message.replace("Intercept_centred", "Intercept (centred)"))
 
 
@@ -235,78 +245,15 @@ class FormulaPosterior(Posterior):
         ``Intercept`` and the common coefficients, family parameters,
         ``sd(column|group)`` and ``cor(a,b|group)``.
         """
-        design, spec, draws = self.design, self.spec, self.draws
-        out: dict[str, np.ndarray] = {}
-        if spec.intercept_site:
-            intercept = np.asarray(draws[spec.intercept_site], dtype=np.float64)
-            for j, site in enumerate(spec.coefficient_sites):
-                intercept = intercept - design.X_mean[j] * np.asarray(draws[site])
-            out["Intercept"] = intercept
-        for site in spec.coefficient_sites:
-            out[site] = np.asarray(draws[site])
-        for site in spec.auxiliary_sites:
-            out[site] = np.asarray(draws[site])
-        for block, sd_sites, chol in zip(
-            design.blocks, spec.sd_sites, spec.cholesky_sites, strict=True
-        ):
-            for site in sd_sites:
-                out[site] = np.asarray(draws[site])
-            if chol is not None:
-                L = np.asarray(draws[chol])
-                correlation = L @ np.swapaxes(L, -1, -2)
-                for a in range(len(block.columns)):
-                    for b in range(a + 1, len(block.columns)):
-                        name = f"cor({block.columns[a]},{block.columns[b]}|{block.name})"
-                        out[name] = correlation[..., a, b]
-        return out
+        return named_coefficients(self.design, self.spec, self.draws)
 
     @functools.cached_property
     def group_effects(self) -> dict[str, np.ndarray]:
         """Per-group deviations: ``"x|g"`` (``"g"`` for intercepts) -> ``(chains, draws, groups)``."""
-        out = {}
-        for block, effect in zip(self.design.blocks, self._effects(self.draws), strict=True):
-            for k, column in enumerate(block.columns):
-                key = block.name if column == "Intercept" else f"{column}|{block.name}"
-                out[key] = effect[..., k]
-        return out
+        return named_group_effects(self.design, self.spec, self.draws)
 
     def _effects(self, draws) -> list[np.ndarray]:
-        """``r = (z L^T) * sd`` per block, ``(..., groups, k)``, for draws shaped ``(..., ...)``."""
-        out = []
-        spec = self.spec
-        for i in range(len(self.design.blocks)):
-            if spec.centred[i]:
-                coefficients = np.asarray(draws[spec.r_sites[i]], dtype=np.float64)
-                out.append(
-                    coefficients - self._population(draws, spec.loc_sources[i])[..., None, :]
-                )
-                continue
-            z = np.asarray(draws[spec.z_sites[i]], dtype=np.float64)
-            if spec.cholesky_sites[i] is not None:
-                L = np.asarray(draws[spec.cholesky_sites[i]], dtype=np.float64)
-                z = z @ np.swapaxes(L, -1, -2)
-            sd = np.stack(
-                [np.asarray(draws[s], dtype=np.float64) for s in spec.sd_sites[i]], axis=-1
-            )
-            out.append(z * sd[..., None, :])
-        return out
-
-    def _population(self, draws, sources) -> np.ndarray:
-        """The population values a centred term's groups vary around: ``(..., k)``."""
-        spec = self.spec
-        shape = np.shape(draws[spec.sd_sites[0][0]]) if spec.sd_sites else ()
-        values = []
-        for source in sources:
-            if source is None:
-                values.append(np.zeros(shape))
-            elif source == "Intercept":
-                value = np.asarray(draws[spec.intercept_site], dtype=np.float64)
-                for j, site in enumerate(spec.coefficient_sites):
-                    value = value - self.design.X_mean[j] * np.asarray(draws[site])
-                values.append(value)
-            else:
-                values.append(np.asarray(draws[source], dtype=np.float64))
-        return np.stack(values, axis=-1)
+        return group_deviations(self.design, self.spec, draws)
 
     def __getitem__(self, name: str) -> np.ndarray:
         """Draws ``(chains, draws, ...)`` of a named coefficient, a group term or an engine site."""
@@ -325,7 +272,7 @@ class FormulaPosterior(Posterior):
         labels = {}
         for block in self.design.blocks:
             for column in block.columns:
-                key = block.name if column == "Intercept" else f"{column}|{block.name}"
+                key = _effect_key(block, column)
                 for i, level in enumerate(block.levels):
                     labels[f"{key}[{i}]"] = block.effect_label(column, level)
         named.update(self.group_effects)
@@ -525,3 +472,94 @@ class FormulaPosterior(Posterior):
         if draws:
             return result, {"mean": mean, "predicted": predicted}
         return result
+
+
+# ---------------------------------------------------------------------------------- named draws
+
+
+def named_coefficients(design, spec, draws) -> dict[str, np.ndarray]:
+    """Scalar parameters by formula name, from the model's draws (any leading shape)."""
+    out: dict[str, np.ndarray] = {}
+    if spec.intercept_site:
+        out["Intercept"] = _uncentred_intercept(design, spec, draws)
+    for site in spec.coefficient_sites:
+        out[site] = np.asarray(draws[site])
+    for site in spec.auxiliary_sites:
+        out[site] = np.asarray(draws[site])
+    for block, sd_sites, chol in zip(
+        design.blocks, spec.sd_sites, spec.cholesky_sites, strict=True
+    ):
+        for site in sd_sites:
+            out[site] = np.asarray(draws[site])
+        if chol is not None:
+            L = np.asarray(draws[chol])
+            correlation = L @ np.swapaxes(L, -1, -2)
+            for a in range(len(block.columns)):
+                for b in range(a + 1, len(block.columns)):
+                    name = f"cor({block.columns[a]},{block.columns[b]}|{block.name})"
+                    out[name] = correlation[..., a, b]
+    return out
+
+
+def named_group_effects(design, spec, draws) -> dict[str, np.ndarray]:
+    """``"x|g"`` (``"g"`` for intercepts) -> deviations ``(..., groups)``."""
+    out = {}
+    for block, effect in zip(design.blocks, group_deviations(design, spec, draws), strict=True):
+        for k, column in enumerate(block.columns):
+            out[_effect_key(block, column)] = effect[..., k]
+    return out
+
+
+def _effect_key(block, column: str) -> str:
+    return block.name if column == "Intercept" else f"{column}|{block.name}"
+
+
+def group_deviations(design, spec, draws) -> list[np.ndarray]:
+    """Each group term's deviations ``r`` as ``(..., groups, k)``, whatever the parametrisation."""
+    out = []
+    for i in range(len(design.blocks)):
+        if spec.centred[i]:
+            coefficients = np.asarray(draws[spec.r_sites[i]], dtype=np.float64)
+            population = _population(design, spec, draws, spec.loc_sources[i])
+            out.append(coefficients - population[..., None, :])
+            continue
+        z = np.asarray(draws[spec.z_sites[i]], dtype=np.float64)
+        if spec.cholesky_sites[i] is not None:
+            L = np.asarray(draws[spec.cholesky_sites[i]], dtype=np.float64)
+            z = z @ np.swapaxes(L, -1, -2)
+        sd = np.stack([np.asarray(draws[s], dtype=np.float64) for s in spec.sd_sites[i]], axis=-1)
+        out.append(z * sd[..., None, :])
+    return out
+
+
+def _uncentred_intercept(design, spec, draws) -> np.ndarray:
+    value = np.asarray(draws[spec.intercept_site], dtype=np.float64)
+    for j, site in enumerate(spec.coefficient_sites):
+        value = value - design.X_mean[j] * np.asarray(draws[site])
+    return value
+
+
+def _population(design, spec, draws, sources) -> np.ndarray:
+    """The population values a centred term's groups vary around: ``(..., k)``."""
+    shape = np.shape(draws[spec.sd_sites[0][0]])
+    values = []
+    for source in sources:
+        if source is None:
+            values.append(np.zeros(shape))
+        elif source == "Intercept":
+            values.append(_uncentred_intercept(design, spec, draws))
+        else:
+            values.append(np.asarray(draws[source], dtype=np.float64))
+    return np.stack(values, axis=-1)
+
+
+def _reported(design, spec):
+    """The gate's ``derived`` hook: the named quantities the result will report."""
+
+    def derived(draws):
+        return {
+            **named_coefficients(design, spec, draws),
+            **named_group_effects(design, spec, draws),
+        }
+
+    return derived

@@ -98,6 +98,7 @@ def sample(
     progress: bool = True,
     parallel_chains: bool = True,
     dense_mass: bool = False,
+    derived: Callable | None = None,
     **kwargs,
 ):
     """Draw from the posterior of a NumPyro model with an expert's choices, checked.
@@ -116,6 +117,10 @@ def sample(
         parallel_chains: when this call is the process's first JAX work, give
             JAX's CPU backend one device per chain so the chains run in
             parallel (a process-wide setting; see ``jaxpro.use_cpu_cores``).
+        derived: optional function of the draws (site -> ``(chains, draws, ...)``)
+            returning further quantities (name -> same layout) whose R-hat and
+            ESS the gate must also pass: transformed parameters that will be
+            reported (``jaxpro.bayes.fit`` passes its named coefficients).
         dense_mass: adapt a dense mass matrix in NUTS (worth it for up to a few
             hundred correlated parameters; the repairs switch it on when
             E-BFMI is poor).
@@ -168,6 +173,7 @@ def sample(
             num_warmup=num_warmup, num_samples=num_samples, dense_mass=bool(dense_mass)
         )
         run_kwargs = dict(
+            derived=derived,
             model=model,
             args=args,
             kwargs=kwargs,
@@ -301,6 +307,7 @@ def _nuts_with_remedies(
     level,
     interval,
     progress,
+    derived=None,
 ):
     from jaxpro.bayes._diagnose import mcmc_diagnostics
     from jaxpro.bayes._nuts import INIT_STRATEGIES, InitializationError, run_nuts
@@ -349,7 +356,9 @@ def _nuts_with_remedies(
             interval=interval,
             max_tree_depth=settings.max_tree_depth,
         )
-        problems = diagnostics.problems(gate)
+        problems = diagnostics.problems(gate) + _derived_problems(
+            derived, run.draws, gate, level, interval
+        )
         attempts.append(
             _attempt("nuts", settings, run.seconds, tuple(p.message for p in problems), reasons)
         )
@@ -368,6 +377,23 @@ def _nuts_with_remedies(
         settings, reasons = fix.settings, fix.reasons
     draws, diagnostics, problems = best
     return draws, diagnostics, attempts, problems, None, {"extra": run.extra}
+
+
+def _derived_problems(derived, draws, gate, level, interval) -> tuple:
+    """The chain checks (R-hat, ESS) of the quantities ``derived(draws)`` that will be reported."""
+    if derived is None:
+        return ()
+    from jaxpro.bayes._diagnose import mcmc_diagnostics
+
+    values = derived(draws)
+    if not values:
+        return ()
+    found = mcmc_diagnostics(values, level=level, interval=interval).problems(gate)
+    return tuple(
+        replace(p, message=f"{p.message} (reported quantity)")
+        for p in found
+        if p.code in ("rhat", "ess_bulk", "ess_tail")
+    )
 
 
 def _ess_shortfall(problems, gate) -> tuple[float, float]:
@@ -427,6 +453,7 @@ def _tall(
     num_chains,
     level,
     interval,
+    derived=None,
     **_,
 ):
     from jaxpro.bayes._diagnose import mcmc_diagnostics
@@ -453,6 +480,7 @@ def _tall(
             max_tree_depth=settings.max_tree_depth,
         )
         problems = list(diagnostics.problems(gate))
+        problems += _derived_problems(derived, run.draws, gate, level, interval)
     else:
         run = run_consensus(
             model,
