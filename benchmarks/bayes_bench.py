@@ -29,8 +29,11 @@ Accuracy: the largest gap between a posterior mean and the reference mean,
 in reference sds, over every scalar of the reference.
 
 Each (model, engine) runs in its own process (this file with ``--child``): the
-first run there is *cold* (compilation included), the next ``--repeats`` runs
-(seeds 1, 2, ...) are *warm*; medians and ranges are over the warm runs. Peak
+first run there is *cold* (compilation included; jaxpro's persistent
+compilation cache, on by default, starts empty in a fresh directory), the next
+``--repeats`` runs (seeds 1, 2, ...) are *warm* (jaxpro may reuse what the
+cold run compiled; plain NumPyro has no disk cache by default and recompiles);
+medians and ranges are over the warm runs. Peak
 RSS is the child's ``ru_maxrss``. ``--write`` replaces the ``bayes_bench``
 section of ``BENCHMARKS.md``.
 """
@@ -41,8 +44,10 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -230,7 +235,9 @@ def child(model_name: str, engine: str, repeats: int) -> dict:
 
 
 def launch(model_name: str, engine: str, repeats: int, max_seconds: float) -> dict:
-    env = dict(os.environ, JAXPRO_CACHE_DIR="off", PYTHONWARNINGS="ignore")
+    # jaxpro's default: a persistent compilation cache, here fresh for each child
+    cache = tempfile.mkdtemp(prefix="bayes_bench_xla_")
+    env = dict(os.environ, JAXPRO_CACHE_DIR=cache, PYTHONWARNINGS="ignore")
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -250,6 +257,8 @@ def launch(model_name: str, engine: str, repeats: int, max_seconds: float) -> di
             "engine": engine,
             "error": f"timed out after {max_seconds:g} s",
         }
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -375,7 +384,7 @@ def report(records: list[dict], machine: dict, repeats: int) -> str:
         "ESS ≥ 400, no divergences, remediation when it fails). ESS/s = the minimum ArviZ bulk ESS "
         "over every scalar of the model's latent sites / the run's wall time (remediation "
         f"attempts included). Median and range over {repeats} warm runs (seeds 1–{repeats}) per "
-        "process; the cold run (seed 0, compilation included) is reported separately. *Max mean "
+        "process; the cold run (seed 0, compilation included; jaxpro's compilation cache starts empty, warm runs may reuse it as they do by default) is reported separately. *Max mean "
         "gap* = the largest |posterior mean − posteriordb reference mean| in reference sds over "
         "the warm runs. Peak RSS = the process's `ru_maxrss` (MB = 10⁶ bytes).",
         "",

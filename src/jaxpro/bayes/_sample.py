@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from jaxpro._cache import enable_persistent_cache
 from jaxpro._precision import float64
 from jaxpro._result import Plan
 from jaxpro.errors import InputError, JaxproWarning
@@ -140,6 +141,7 @@ def sample(
     from jaxpro.bayes._subsample import data_plate, subsample_aware
 
     started = time.perf_counter()
+    enable_persistent_cache()  # a second process with the same model skips XLA compilation
     if method not in METHODS:
         raise InputError(f"must be one of {', '.join(METHODS)}", argument="method", received=method)
     for name, value in (
