@@ -396,17 +396,8 @@ def report(records: list[dict], machine: dict, repeats: int) -> str:
 
 
 def write_section(section: str, path: Path = fb.BENCHMARKS_MD) -> None:
-    import re
-
-    block = f"{MARK_BEGIN}\n{section.rstrip()}\n{MARK_END}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(MARK_BEGIN) + r".*?" + re.escape(MARK_END), re.DOTALL)
-    text = (
-        pattern.sub(lambda _: block, text, count=1)
-        if pattern.search(text)
-        else text.rstrip() + "\n\n" + block + "\n"
-    )
-    path.write_text(text)
+    """Replace this benchmark's section of ``path`` (BENCHMARKS.md by default)."""
+    fb.write_section(section, path, markers=(MARK_BEGIN, MARK_END))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

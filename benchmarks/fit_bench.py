@@ -886,11 +886,19 @@ def report_markdown(records, models, sizes, machine: dict) -> str:
     return "\n".join(out)
 
 
-def write_section(section: str, path: Path = BENCHMARKS_MD) -> None:
-    """Replace the text between the fit_bench markers in ``path`` (create what is missing)."""
-    block = f"{MARK_BEGIN}\n{section.rstrip()}\n{MARK_END}"
+def write_section(
+    section: str,
+    path: Path = BENCHMARKS_MD,
+    markers: tuple[str, str] = (MARK_BEGIN, MARK_END),
+) -> None:
+    """Replace the text between a benchmark's markers in ``path`` (create what is missing).
+
+    Every benchmark script writes its section through this, with its own markers.
+    """
+    begin, end = markers
+    block = f"{begin}\n{section.rstrip()}\n{end}"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(MARK_BEGIN) + r".*?" + re.escape(MARK_END), re.DOTALL)
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text, count=1)
     else:

@@ -760,15 +760,8 @@ def report(records: list[dict], machine: dict, args) -> str:
 
 
 def write_section(section: str, path: Path = fb.BENCHMARKS_MD) -> None:
-    block = f"{MARK_BEGIN}\n{section.rstrip()}\n{MARK_END}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(MARK_BEGIN) + r".*?" + re.escape(MARK_END), re.DOTALL)
-    text = (
-        pattern.sub(lambda _: block, text, count=1)
-        if pattern.search(text)
-        else text.rstrip() + "\n\n" + block + "\n"
-    )
-    path.write_text(text)
+    """Replace this benchmark's section of ``path`` (BENCHMARKS.md by default)."""
+    fb.write_section(section, path, markers=(MARK_BEGIN, MARK_END))
 
 
 def jobs(datasets, forms, engines, bambi_missing: str | None) -> list[dict]:

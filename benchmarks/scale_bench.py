@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -883,16 +882,9 @@ def report_markdown(records, machine: dict, generated: dict[int, float], workdir
     return "\n".join(out)
 
 
-def write_section(section: str, path: Path = BENCHMARKS_MD) -> None:
-    """Replace the text between the scale_bench markers (append the block if absent)."""
-    block = f"{MARK_BEGIN}\n{section.rstrip()}\n{MARK_END}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(MARK_BEGIN) + r".*?" + re.escape(MARK_END), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text if text.endswith("\n") else text + "\n")
+def write_section(section: str, path: Path = fb.BENCHMARKS_MD) -> None:
+    """Replace this benchmark's section of ``path`` (BENCHMARKS.md by default)."""
+    fb.write_section(section, path, markers=(MARK_BEGIN, MARK_END))
 
 
 # ----------------------------------------------------------------------------
