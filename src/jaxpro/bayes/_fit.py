@@ -321,13 +321,7 @@ class FormulaPosterior(Posterior):
                 f"... and {len(effects) - _MAX_EFFECT_ROWS} more group effects (posterior.table)"
             )
         lines.append("")
-        lines.append("checks: " + ("passed" if self.ok else "FAILED"))
-        lines += [f"  - {message}" for message in self.warnings]
-        if len(self.attempts) > 1 or (self.attempts and self.attempts[0].problems):
-            lines.append("attempts:")
-            for i, attempt in enumerate(self.attempts, 1):
-                verdict = "ok" if not attempt.problems else "; ".join(attempt.problems)
-                lines.append(f"  {i}. {attempt.settings} ({attempt.seconds:.2f} s): {verdict}")
+        lines += self._checks_lines()
         lines.append("priors: " + "; ".join(f"{k} ~ {v}" for k, v in self.spec.priors.items()))
         lines.append("plan: " + self.plan.summary().replace("\n", "\n      "))
         lines.append(self.timings.summary())

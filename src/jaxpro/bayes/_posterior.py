@@ -112,7 +112,14 @@ class Posterior(Result):
             format_table(head, rows, floatfmt=".4g"),
             "",
         ]
-        lines.append("checks: " + ("passed" if self.ok else "FAILED"))
+        lines += self._checks_lines()
+        lines.append("plan: " + self.plan.summary().replace("\n", "\n      "))
+        lines.append(self.timings.summary())
+        return "\n".join(lines)
+
+    def _checks_lines(self) -> list[str]:
+        """The gate's verdict, its failures and (after a repair) every attempt, for summaries."""
+        lines = ["checks: " + ("passed" if self.ok else "FAILED")]
         lines += [f"  - {message}" for message in self.warnings]
         if len(self.attempts) > 1 or (self.attempts and self.attempts[0].problems):
             lines.append("attempts:")
@@ -120,9 +127,7 @@ class Posterior(Result):
                 verdict = "ok" if not attempt.problems else "; ".join(attempt.problems)
                 lines.append(f"  {i}. {attempt.settings} ({attempt.seconds:.2f} s): {verdict}")
                 lines += [f"     because {reason}" for reason in attempt.reasons]
-        lines.append("plan: " + self.plan.summary().replace("\n", "\n      "))
-        lines.append(self.timings.summary())
-        return "\n".join(lines)
+        return lines
 
     def _fields(self) -> dict[str, Any]:
         table = self.table
