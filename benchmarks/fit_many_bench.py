@@ -501,7 +501,7 @@ def timing_note(records, sizes: Sequence[int]) -> str:
             f" the second call = run {fb.fmt_time(warm['run_s'])} + host work"
             f" {fb.fmt_time(warm['total_s'] - warm['run_s'])}"
             f" ({fb.fmt_time(jp['warm_s'] / jp['m'])} per curve warm; method {jp['method']},"
-            f" {jp['batch_size']:,} curves per batch)."
+            f" {jp['batch_size']:,} curves in flight)."
         )
     if sp is not None:
         parts.append(

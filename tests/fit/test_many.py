@@ -5,6 +5,10 @@ tolerances), and NumPy for the derived statistics.
 """
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +20,7 @@ jax.config.update("jax_enable_x64", True)
 
 import jaxpro  # noqa: E402
 from jaxpro.errors import InputError  # noqa: E402
+from jaxpro.fit import _many  # noqa: E402
 
 TIGHT = {"ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15}
 M, N = 60, 120
@@ -62,6 +67,73 @@ def test_batch_size_does_not_change_the_answer(curves):
     one = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=M)
     many = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=7)
     np.testing.assert_allclose(one.values, many.values, rtol=1e-12)
+
+
+def test_calls_over_windows_of_the_data_give_the_same_answer(curves, monkeypatch):
+    x, Y, _ = curves
+    whole = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=8)
+    # 60 curves in calls of 16: views of rows 0-15, 16-31, 32-47, then rows 44-59
+    # of which only 48-59 are still to do
+    monkeypatch.setattr(_many, "CALL_CURVES", 16)
+    split = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=8)
+    np.testing.assert_allclose(split.values, whole.values, rtol=1e-12)  # same iterations
+    np.testing.assert_array_equal(split.nfev, whole.nfev)
+    np.testing.assert_array_equal(split.status, whole.status)
+
+
+def test_reused_slots_give_each_curve_its_own_fit(curves):
+    """A finished curve's slot goes to the next one in the queue.
+
+    Two slots for 12 curves, one of them started far away (many more
+    iterations): every curve equals its fit alone (values rtol 1e-12, the same
+    evaluation count), so no slot carried anything over from its previous curve.
+    """
+    x, Y, _ = curves
+    Y = Y[:12].copy()
+    p0 = np.tile([1.5, 1.0, 0.0], (12, 1))
+    p0[0] = (40.0, 9.0, 5.0)
+    queued = jaxpro.fit_many(decay, x, Y, p0=p0, batch_size=2)
+    assert queued.nfev[0] > queued.nfev[1:].max(), "the far start should take longest"
+    for i in range(12):
+        alone = jaxpro.fit_many(decay, x, Y[i : i + 1], p0=p0[i])
+        np.testing.assert_allclose(queued.values[i], alone.values[0], rtol=1e-12, err_msg=str(i))
+        assert queued.nfev[i] == alone.nfev[0], i
+
+
+FOUR_DEVICES = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np, jax, jax.numpy as jnp
+    import jaxpro
+    def decay(x, a, b, c):
+        return a * jnp.exp(-b * x) + c
+    data = np.load(sys.argv[1])
+    result = jaxpro.fit_many(decay, data["x"], data["Y"], p0=(1.5, 1.0, 0.0), batch_size=8)
+    print(json.dumps({"devices": jax.device_count(), "values": result.values.tolist(),
+                      "nfev": result.nfev.tolist(), "stderr": result.stderr.tolist()}))
+    """
+)
+
+
+def test_four_devices_equal_one_device(curves, tmp_path):
+    x, Y, _ = curves
+    Y = Y[:50]  # not a multiple of the device count
+    np.savez(tmp_path / "curves.npz", x=x, Y=Y)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    out = subprocess.run(
+        [sys.executable, "-c", FOUR_DEVICES, str(tmp_path / "curves.npz")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    sharded = json.loads(out.stdout.strip().splitlines()[-1])
+    single = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=8)
+    assert sharded["devices"] == 4
+    np.testing.assert_allclose(sharded["values"], single.values, rtol=1e-10)
+    np.testing.assert_allclose(sharded["stderr"], single.stderr, rtol=1e-8)
+    np.testing.assert_array_equal(sharded["nfev"], single.nfev)
 
 
 def test_ragged_lengths_and_missing_points(curves):

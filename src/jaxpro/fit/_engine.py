@@ -29,7 +29,7 @@ from jaxpro.fit._data import Layout
 from jaxpro.fit._linalg import svd
 from jaxpro.fit._lm import LM
 from jaxpro.fit._pass import Linearization, chunked_pass, direct_pass
-from jaxpro.fit._solver import Options, Stage, drive
+from jaxpro.fit._solver import Driver, Options, Stage, select
 from jaxpro.fit._trf import TRF
 
 _METHODS = {"lm": LM, "trf": TRF}
@@ -52,14 +52,19 @@ class Program:
         method: "lm" or "trf".
         jac_scale: scale variables by the Jacobian's column norms (x_scale='jac').
         stages: the problems solved in sequence; the last is the real one.
-        batched: the program is vmapped over many independent fits.
+        slots: for many independent fits, how many advance together on each
+            device (see :func:`queued_program_fn`); 0 for a single fit.
     """
 
     residual: Callable
     method: str
     jac_scale: bool
     stages: tuple[StageSpec, ...]
-    batched: bool = False  # vmapped over many independent fits (see batched_program_fn)
+    slots: int = 0
+
+    @property
+    def batched(self) -> bool:
+        return self.slots > 0
 
     @property
     def layout(self) -> Layout:
@@ -163,44 +168,54 @@ def _covariance(R, n_rows):
     return covariance, rank
 
 
-def _program_fn(program: Program):
-    method = _METHODS[program.method]
-
-    def run(datas, vectors, reference, knobs):
-        x0, lb, ub, x_scale = vectors
-        stages = []
-        for spec, data, stage_knobs in zip(program.stages, datas, knobs, strict=True):
-            ftol, xtol, gtol, max_nfev, f_scale, n_rows = stage_knobs
-            options = Options(
-                ftol, xtol, gtol, max_nfev.astype(jnp.int32), x_scale, program.jac_scale, n_rows
-            )
-            stages.append(Stage(_evaluator(program.residual, spec, data, f_scale), options))
-        state, first_nfev, first_status = drive(method, stages, x0, reference, lb, ub)
-        options = stages[-1].options
-        lin = state.lin
-        covariance, rank = _covariance(lin.R, options.n_rows)
-        single = len(stages) == 1
-        outcome = Outcome(
-            state.x,
-            lin.cost,
-            lin.chi2,
-            lin.R,
-            lin.qtr,
-            lin.gradient,
-            state.status,
-            state.nfev,
-            state.njev,
-            state.nit,
-            method.active_mask(state, lb, ub, options.xtol),
-            method.optimality(state, lb, ub),
-            covariance,
-            rank,
-            lin.finite,
-            0 if single else first_nfev,
-            0 if single else first_status,
+def _driver(program: Program, datas, vectors, knobs):
+    """The solver loop's pieces for one fit: ``(driver, x0)``."""
+    x0, lb, ub, x_scale = vectors
+    stages = []
+    for spec, data, stage_knobs in zip(program.stages, datas, knobs, strict=True):
+        ftol, xtol, gtol, max_nfev, f_scale, n_rows = stage_knobs
+        options = Options(
+            ftol, xtol, gtol, max_nfev.astype(jnp.int32), x_scale, program.jac_scale, n_rows
         )
-        # one flat float64 vector: a single device-to-host transfer per fit
-        return jnp.concatenate([jnp.ravel(jnp.asarray(v, x0.dtype)) for v in outcome])
+        stages.append(Stage(_evaluator(program.residual, spec, data, f_scale), options))
+    return Driver(_METHODS[program.method], stages, lb, ub), x0
+
+
+def _outcome(program: Program, driver: Driver, state, first_nfev, first_status):
+    """The packed :class:`Outcome` of a finished fit (one flat float64 vector)."""
+    method, lb, ub = driver.method, driver.lb, driver.ub
+    options = driver.stages[-1].options
+    lin = state.lin
+    covariance, rank = _covariance(lin.R, options.n_rows)
+    single = len(driver.stages) == 1
+    outcome = Outcome(
+        state.x,
+        lin.cost,
+        lin.chi2,
+        lin.R,
+        lin.qtr,
+        lin.gradient,
+        state.status,
+        state.nfev,
+        state.njev,
+        state.nit,
+        method.active_mask(state, lb, ub, options.xtol),
+        method.optimality(state, lb, ub),
+        covariance,
+        rank,
+        lin.finite,
+        0 if single else first_nfev,
+        0 if single else first_status,
+    )
+    # one flat float64 vector: a single device-to-host transfer per fit
+    dtype = state.x.dtype
+    return jnp.concatenate([jnp.ravel(jnp.asarray(v, dtype)) for v in outcome])
+
+
+def _program_fn(program: Program):
+    def run(datas, vectors, reference, knobs):
+        driver, x0 = _driver(program, datas, vectors, knobs)
+        return _outcome(program, driver, *driver.run(x0, reference))
 
     mesh = program.mesh()
     if mesh is None:
@@ -228,33 +243,84 @@ def merge_regions(shared, batched):
     }
 
 
-def batched_program_fn(program: Program):
-    """``run(batched, shared, vectors, reference, knobs)``: the program vmapped over fits.
+def queued_program_fn(program: Program):
+    """``run(batched, shared, vectors, reference, knobs, todo, count)``: many fits, a queue per device.
 
     ``batched`` holds each fit's data (leading axis: fits), ``shared`` the data
-    common to all (e.g. one x for every curve); ``vectors`` and ``knobs`` are
-    per fit. Returns one packed outcome row per fit.
+    common to all (e.g. one x for every curve); ``vectors`` (fits, 4, p) and
+    ``knobs`` (fits, 1, 6) are per fit. ``todo`` lists the fits to solve (indices
+    into the leading axis, ``count`` of them; the rest are never touched).
+
+    ``program.slots`` fits advance together, one solver iteration per step of
+    vector instructions. A fit that finishes leaves its slot to the next one in
+    ``todo``, so a step costs the same however the iteration counts vary and the
+    total work is the sum of the fits' iterations, not the number of batches
+    times the slowest fit's. Outcomes (covariance included) are computed once,
+    after the loop, for every fit. Returns one packed outcome row per fit.
     """
-    single = _program_fn(program)
+    slots = program.slots
 
-    def run(batched, shared, vectors, reference, knobs):
-        def one(data, vector, knob):
-            return single((merge_regions(shared, data),), vector, reference, knob)
+    def run(batched, shared, vectors, reference, knobs, todo, count):
+        size = vectors.shape[0]
+        count = jnp.reshape(count, ())
 
-        return jax.vmap(one)(batched, vectors, knobs)
+        def parts(i):
+            own = jax.tree.map(lambda a: a[i], batched)
+            return _driver(program, (merge_regions(shared, own),), vectors[i], knobs[i])
+
+        def start(i):
+            driver, x0 = parts(i)
+            return driver.start(x0, reference)
+
+        def step(i, d):
+            driver, _ = parts(i)
+            d = driver.step(d)
+            return d, driver.running(d)
+
+        def store_rows(store, rows, d):
+            return jax.tree.map(lambda s, v: s.at[rows].set(v, mode="drop"), store, d)
+
+        def restart(refill, d, x0):
+            return select(refill, Driver.restart(d, x0, reference), d)
+
+        slot = jnp.arange(slots)
+        curve = todo[jnp.minimum(slot, size - 1)]
+        alive = slot < count
+        d0 = jax.vmap(start)(curve)
+        store = jax.tree.map(lambda a: jnp.zeros((size, *a.shape[1:]), a.dtype), d0)
+
+        def body(carry):
+            curve, alive, taken, d, store = carry
+            d, running = jax.vmap(step)(curve, d)
+            done = alive & ~running
+            store = store_rows(store, jnp.where(done, curve, size), d)  # size: dropped
+            position = taken + jnp.cumsum(done, dtype=taken.dtype) - 1
+            refill = done & (position < count)
+            curve = jnp.where(refill, todo[jnp.clip(position, 0, size - 1)], curve)
+            d = jax.vmap(restart)(refill, d, vectors[curve, 0])
+            alive = (alive & ~done) | refill
+            return curve, alive, taken + jnp.sum(done, dtype=taken.dtype), d, store
+
+        carry = (curve, alive, jnp.minimum(slots, count), d0, store)
+        store = lax.while_loop(lambda c: jnp.any(c[1]), body, carry)[-1]
+
+        def finish(i, d):
+            driver, _ = parts(i)
+            return _outcome(program, driver, *driver.result(d))
+
+        return jax.vmap(finish)(jnp.arange(size), store)
 
     devices = jax.devices()
     if len(devices) == 1:
         return run
     from jax.sharding import Mesh, PartitionSpec
 
-    # Each device runs its own share of the fits in its own loop, so a device
-    # stops when its fits are done instead of waiting for the slowest overall.
+    # Each device runs its own queue over its own share of the fits.
     split, whole = PartitionSpec("fits"), PartitionSpec()
     return jax.shard_map(
         run,
         mesh=Mesh(np.array(devices), ("fits",)),
-        in_specs=(split, whole, split, whole, split),
+        in_specs=(split, whole, split, whole, split, split, split),
         out_specs=split,
         check_vma=False,
     )
@@ -310,7 +376,7 @@ class Prepared:
             with float64():
                 return jax.jit(_program_fn(self.program)).lower(*self.args).compile()
         with float64(), _linalg.batched():
-            return jax.jit(batched_program_fn(self.program)).lower(*self.args).compile()
+            return jax.jit(queued_program_fn(self.program)).lower(*self.args).compile()
 
 
 @dataclass(frozen=True)
@@ -404,15 +470,31 @@ def unpack_rows(flat: np.ndarray, p: int) -> dict[str, np.ndarray]:
     return columns
 
 
-def prepare_batch(program: Program, batched, shared, vectors, knobs) -> Prepared:
-    """Device arguments of a batched program (``vectors``: (B, 4, p); ``knobs``: (B, 1, 6))."""
-    p = vectors.shape[-1]
-    args = (batched, shared, vectors, np.eye(p), knobs)
-    devices = jax.devices()
-    size = vectors.shape[0]
-    if len(devices) > 1 and size % len(devices) == 0:
-        # independent fits: split the batch across devices (XLA partitions the
-        # vmapped program; only the loop's "any fit still running" is shared)
+def prepare_queue(program: Program, pieces, shared) -> Prepared:
+    """Device arguments of a queued program, one piece per device.
+
+    Args:
+        pieces: per device, ``(batched, vectors, knobs, todo)``: its fits' data
+            (leading axis: fits; views of the caller's arrays are placed without
+            a copy where aligned), ``vectors`` (fits, 4, p), ``knobs`` (fits, 1, 6)
+            and the indices of the fits to solve.
+        shared: data common to every fit.
+    """
+    devices = jax.devices()[: len(pieces)]
+    p = pieces[0][1].shape[-1]
+    size = pieces[0][1].shape[0]
+
+    def local(piece):
+        batched, vectors, knobs, todo = piece
+        filled = np.zeros(size, np.int32)
+        filled[: todo.size] = todo
+        return batched, vectors, knobs, filled, np.array([todo.size], np.int32)
+
+    locals_ = [local(piece) for piece in pieces]
+    if len(devices) == 1:
+        batched, vectors, knobs, todo, count = locals_[0]
+        args = jax.device_put((batched, shared, vectors, np.eye(p), knobs, todo, count))
+    else:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
         mesh = Mesh(np.array(devices), ("fits",))
@@ -420,24 +502,33 @@ def prepare_batch(program: Program, batched, shared, vectors, knobs) -> Prepared
             NamedSharding(mesh, PartitionSpec("fits")),
             NamedSharding(mesh, PartitionSpec()),
         )
-        device_args = (
-            jax.device_put(batched, split),
+
+        def assemble(*leaves):
+            shape = (sum(leaf.shape[0] for leaf in leaves), *leaves[0].shape[1:])
+            on_devices = [jax.device_put(leaf, d) for leaf, d in zip(leaves, devices, strict=True)]
+            return jax.make_array_from_single_device_arrays(shape, split, on_devices)
+
+        per_device = jax.tree.map(assemble, *locals_)
+        batched, vectors, knobs, todo, count = per_device
+        args = (
+            batched,
             jax.device_put(shared, whole),
-            jax.device_put(vectors, split),
-            jax.device_put(args[3], whole),
-            jax.device_put(knobs, split),
+            vectors,
+            jax.device_put(np.eye(p), whole),
+            knobs,
+            todo,
+            count,
         )
-    else:
-        device_args = jax.device_put(args)
-    leaves, treedef = jax.tree.flatten(device_args)
+    leaves, treedef = jax.tree.flatten(args)
     key = (program, treedef, tuple((leaf.shape, leaf.dtype.str) for leaf in leaves))
-    return Prepared(program, device_args, key)
+    return Prepared(program, args, key)
 
 
-def run_batch(prepared: Prepared) -> tuple[dict[str, np.ndarray], float, float]:
-    """Compile (cached) and run a batched program: ``(columns, compile_s, run_s)``."""
+def launch(prepared: Prepared) -> tuple[jax.Array, float]:
+    """Compile (cached) and start a batched program: ``(packed rows on the device, compile_s)``.
+
+    Execution is asynchronous: the host may prepare the next call meanwhile;
+    ``np.asarray`` of the rows waits for them (then :func:`unpack_rows`).
+    """
     executable, compile_seconds = _cache.compiled(prepared.key, prepared.build)
-    start = time.perf_counter()
-    flat = np.asarray(executable(*prepared.args))
-    p = prepared.args[2].shape[-1]
-    return unpack_rows(flat, p), compile_seconds, time.perf_counter() - start
+    return executable(*prepared.args), compile_seconds

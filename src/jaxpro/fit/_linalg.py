@@ -71,13 +71,28 @@ def _jacobi_svd(A):
     cols, vcols, _, _ = lax.while_loop(
         unconverged, sweep, (tuple(cols), tuple(vcols), jnp.asarray(1.0, A.dtype), 0)
     )
-    W = jnp.stack(cols, axis=1)
-    V = jnp.stack(vcols, axis=1)
-    s = jnp.sqrt(jnp.sum(W * W, axis=0))
-    order = jnp.argsort(-s)
-    s, W, V = s[order], W[:, order], V[:, order]
-    U = W / jnp.where(s > 0, s, 1.0)[None, :]
-    return U, s, V.T
+    norms = [jnp.sqrt(jnp.sum(c * c)) for c in cols]
+    # descending order by a compare-exchange network: element-wise selects
+    # fuse across the batch, where a sort and gathers would not
+    triples = list(zip(norms, cols, vcols, strict=True))
+    for end in range(n - 1, 0, -1):
+        for i in range(end):
+            (s1, c1, v1), (s2, c2, v2) = triples[i], triples[i + 1]
+            swap = s1 < s2
+            triples[i] = (
+                jnp.where(swap, s2, s1),
+                jnp.where(swap, c2, c1),
+                jnp.where(swap, v2, v1),
+            )
+            triples[i + 1] = (
+                jnp.where(swap, s1, s2),
+                jnp.where(swap, c1, c2),
+                jnp.where(swap, v1, v2),
+            )
+    s = jnp.stack([t[0] for t in triples])
+    U = jnp.stack([c / jnp.where(sv > 0, sv, 1.0) for sv, c, _ in triples], axis=1)
+    Vt = jnp.stack([v for _, _, v in triples])
+    return U, s, Vt
 
 
 def svd(A):

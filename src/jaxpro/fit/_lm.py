@@ -176,10 +176,12 @@ def update(state: SolverState, proposal: _Proposal, trial: Linearization, option
     status = jnp.where((status == RUNNING) & (proposal.gnorm <= _EPS), 1, status)
 
     # the next outer iteration's work on acceptance: rescale, then the gtol test
+    # (both read the trial, which is the new point when they apply; batched
+    # programs then share these with init's, which reads the same pass)
     diag = extra.diag
     if options.jac_scale:
-        diag = jnp.where(accept, jnp.maximum(diag, column_norms(lin.R)), diag)
-    gtol_ok = accept & (_gradient_cosine(lin, _fnorm(lin)) <= options.gtol)
+        diag = jnp.where(accept, jnp.maximum(diag, column_norms(trial.R)), diag)
+    gtol_ok = accept & (_gradient_cosine(trial, _fnorm(trial)) <= options.gtol)
     status = jnp.where((status == RUNNING) & gtol_ok, 1, status)
     extra = _Extra(diag, new_delta, new_par, xnorm, jnp.asarray(False))
     return conclude(state, x, lin, accept, status, extra, options)

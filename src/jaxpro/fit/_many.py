@@ -29,9 +29,11 @@ from jaxpro.fit._plan import method_reasons
 
 __all__ = ["ManyFitResult", "fit_many"]
 
-# Curves per vmapped call: large enough to amortise dispatch, small enough
-# that a batch's working set stays in cache-friendly megabytes.
-BATCH = 4096
+# Curves advancing together (over all devices): large enough to amortise each
+# step's dispatch, small enough that a step's working set stays in cache.
+BATCH = 1024
+# Curves per compiled call for large M: one program shape whatever M is.
+CALL_CURVES = 1 << 15
 
 
 @dataclass(frozen=True, repr=False)
@@ -319,7 +321,9 @@ def fit_many(
         mask: ``(M, n)`` booleans, False for points to ignore (ragged lengths).
         loss, f_scale, method, absolute_sigma, ftol, xtol, gtol, max_nfev,
             x_scale, confidence: as in :func:`jaxpro.fit`.
-        batch_size: curves per vectorised call.
+        batch_size: curves in flight at once (over all devices): each step of
+            the vectorised solver advances this many fits by one iteration, and
+            a finished fit's place goes to the next curve.
 
     Returns:
         :class:`ManyFitResult`.
@@ -417,7 +421,7 @@ def fit_many(
         if shape != (n,):
             raise InputError(f"the model returned shape {shape} for {n} points", argument="model")
 
-    columns, compile_s, run_s, method_used = _solve_all(
+    columns, compile_s, run_s, method_used, (ss_tot, quantile) = _solve_all(
         residual,
         settings,
         layout,
@@ -429,13 +433,15 @@ def fit_many(
         m,
         batch_size,
         auto=method in (None, "auto"),
+        meanwhile=lambda: (_weighted_spread(y, weights), _t_quantiles(counts - p, confidence)),
     )
     return _assemble(
         resolved,
         columns,
         counts,
         y,
-        weights,
+        ss_tot,
+        quantile,
         settings,
         method,
         method_used,
@@ -458,12 +464,30 @@ def _x_tree(x):
 
 
 def _solve_all(
-    residual, settings, layout, data_for, theta0, lb, ub, counts, m, batch_size, *, auto
+    residual,
+    settings,
+    layout,
+    data_for,
+    theta0,
+    lb,
+    ub,
+    counts,
+    m,
+    batch_size,
+    *,
+    auto,
+    meanwhile: Callable[[], Any],
 ):
-    """Run every batch; re-run LM failures with TRF when jaxpro chose the method."""
-    columns, compile_s, run_s = _run_batches(
+    """Run every curve; re-run LM failures with TRF when jaxpro chose the method.
+
+    ``meanwhile()`` (host work that does not need the fits) runs while the
+    first solve computes; returns ``(columns, compile_s, run_s, method, meanwhile())``.
+    """
+    collect = _run_batches(
         residual, settings, layout, data_for, theta0, lb, ub, counts, np.arange(m), batch_size
     )
+    extra = meanwhile()
+    columns, compile_s, run_s = collect()
     method_used = settings.method
     if auto and settings.method == "lm":
         failed = np.flatnonzero((columns["status"] == 0) & (counts >= theta0.shape[1]))
@@ -471,64 +495,103 @@ def _solve_all(
             trf = replace(settings, method="trf")
             retry, c2, r2 = _run_batches(
                 residual, trf, layout, data_for, theta0, lb, ub, counts, failed, batch_size
-            )
+            )()
             for key, value in retry.items():
                 columns[key][failed] = value
             compile_s, run_s = compile_s + c2, run_s + r2
             method_used = f"lm (TRF for {failed.size} curve(s) where LM ran out of evaluations)"
-    return columns, compile_s, run_s, method_used
+    return columns, compile_s, run_s, method_used, extra
+
+
+def _call_size(m: int, slots: int, devices: int) -> int:
+    """Fits per compiled call: one shape for every large M, a power of two below it."""
+    size = CALL_CURVES if m >= CALL_CURVES else 1 << max(m - 1, 1).bit_length()
+    return max(size, devices * min(slots, size))
+
+
+def _selector(part: np.ndarray, m: int, width: int):
+    """Rows ``part`` of the caller's arrays as ``(selector, todo)`` for one device.
+
+    Consecutive rows are served by a window of ``width`` rows (a view: no copy),
+    ``todo`` their positions in it; other rows are gathered (a copy), the last
+    repeated to fill the width.
+    """
+    if part.size and part[-1] - part[0] == part.size - 1 and m >= width:
+        start = int(min(part[0], m - width))
+        return slice(start, start + width), (part - start).astype(np.int32)
+    padded = np.concatenate([part, np.full(width - part.size, part[-1] if part.size else 0)])
+    return padded, np.arange(part.size, dtype=np.int32)
 
 
 def _run_batches(residual, settings, layout, data_for, theta0, lb, ub, counts, rows, batch_size):
+    """Start the fits of ``rows``; returns ``collect() -> (columns, compile_s, run_s)``.
+
+    Calls run one after the other, each started before the previous one's
+    outcome is read, so copying the next call's data overlaps computing the
+    current one; the caller can do its own host work before ``collect()``.
+    """
+    import jax
+
     p = theta0.shape[1]
+    devices = jax.device_count()
+    slots = max(1, -(-batch_size // devices))
+    size = _call_size(rows.size, slots, devices)
+    width = size // devices
     program = _engine.Program(
         residual,
         settings.method,
         settings.jac_scale,
         (_engine.StageSpec(layout, settings.loss),),
-        batched=True,
+        slots=min(slots, width),
     )
-    # equal batches (the last one padded by at most a few curves), one compiled
-    # shape, a multiple of the device count so each device gets a share
-    import jax
-
-    devices = jax.device_count()
-    batches = -(-rows.size // batch_size)
-    size = -(-rows.size // batches)
-    size = -(-size // devices) * devices
+    m = theta0.shape[0]
+    knob_row = np.array(
+        [settings.ftol, settings.xtol, settings.gtol, settings.max_nfev, settings.f_scale, 0.0]
+    )
+    x_scale = np.broadcast_to(settings.x_scale, (p,))
     outputs: list[dict[str, np.ndarray]] = []
-    compile_s = run_s = 0.0
+    pending: list[tuple[Any, np.ndarray]] = []
+    compile_s = 0.0
+    started = time.perf_counter()
+
+    def receive():
+        rows_out, picked = pending.pop(0)
+        columns = _engine.unpack_rows(np.asarray(rows_out), p)
+        outputs.append({k: v[picked] for k, v in columns.items()})
+
     with float64():
         for start in range(0, rows.size, size):
-            chunk = rows[start : start + size]
-            # a short last batch repeats its last curve: one compiled shape for all
-            index = np.concatenate([chunk, np.full(size - chunk.size, chunk[-1])])
-            batched, shared = data_for(index)
-            vectors = np.stack(
-                [
-                    theta0[index],
-                    lb[index],
-                    ub[index],
-                    np.broadcast_to(settings.x_scale, (index.size, p)),
-                ],
-                axis=1,
-            )
-            knobs = np.empty((index.size, 1, 6))
-            knobs[:, 0, :5] = (
-                settings.ftol,
-                settings.xtol,
-                settings.gtol,
-                settings.max_nfev,
-                settings.f_scale,
-            )
-            knobs[:, 0, 5] = np.maximum(counts[index], 1)
-            prepared = _engine.prepare_batch(program, batched, shared, vectors, knobs)
-            cols, c, r = _engine.run_batch(prepared)
+            call = rows[start : start + size]
+            pieces, picked = [], []
+            for d, part in enumerate(np.array_split(call, devices)):
+                selector, todo = _selector(part, m, width)
+                batched, shared = data_for(selector)
+                vectors = np.stack(
+                    [
+                        theta0[selector],
+                        lb[selector],
+                        ub[selector],
+                        np.broadcast_to(x_scale, (width, p)),
+                    ],
+                    axis=1,
+                )
+                knobs = np.broadcast_to(knob_row, (width, 1, 6)).copy()
+                knobs[:, 0, 5] = np.maximum(counts[selector], 1)
+                pieces.append((batched, vectors, knobs, todo))
+                picked.append(d * width + todo)
+            rows_out, c = _engine.launch(_engine.prepare_queue(program, pieces, shared))
             compile_s += c
-            run_s += r
-            outputs.append({k: v[: chunk.size] for k, v in cols.items()})
-    merged = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
-    return merged, compile_s, run_s
+            pending.append((rows_out, np.concatenate(picked)))
+            if len(pending) > 1:
+                receive()
+
+    def collect():
+        while pending:
+            receive()
+        merged = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+        return merged, compile_s, time.perf_counter() - started - compile_s
+
+    return collect
 
 
 def _weighted_spread(y: np.ndarray, weights: np.ndarray | None, rows: int = 8192) -> np.ndarray:
@@ -544,12 +607,22 @@ def _weighted_spread(y: np.ndarray, weights: np.ndarray | None, rows: int = 8192
     return out
 
 
+def _t_quantiles(dof: np.ndarray, confidence: float) -> np.ndarray:
+    """The two-sided t quantile for each curve's degrees of freedom (inf where none)."""
+    from scipy.stats import t
+
+    levels, index = np.unique(np.maximum(dof, 1), return_inverse=True)
+    quantile = t.ppf(0.5 + confidence / 2, levels)[index]
+    return np.where(dof > 0, quantile, np.inf)
+
+
 def _assemble(
     resolved,
     columns,
     counts,
     y,
-    weights,
+    ss_tot,
+    quantile,
     settings,
     requested,
     method_used,
@@ -580,18 +653,15 @@ def _assemble(
         covariance = columns["covariance"] * scale[:, None, None]
         covariance[too_few] = np.inf
         stderr = np.sqrt(np.clip(np.diagonal(covariance, axis1=1, axis2=2), 0, None))
-        ss_tot = _weighted_spread(y, weights)
         r_squared = np.where(ss_tot > 0, 1.0 - chi2 / ss_tot, np.nan)
-    from scipy.stats import t
-
-    quantile = np.where(dof > 0, t.ppf(0.5 + confidence / 2, np.maximum(dof, 1)), np.inf)
     half = quantile[:, None] * stderr
     values = columns["x"]
     reasons = method_reasons(requested, settings, [])
     reasons.append(
         f"{m} curves of up to {y.shape[1]} points, each padded to {layout.size}: one vmapped "
-        f"program, {min(batch_size, m)} curves per call; Gram-matrix passes and Jacobi SVDs "
-        "vectorise across curves"
+        f"program with {min(batch_size, m)} curves in flight, a finished curve's place going to "
+        "the next (work follows each curve's own iteration count); Gram-matrix passes and "
+        "Jacobi SVDs vectorise across curves"
     )
     if np.any(too_few):
         reasons.append(

@@ -166,36 +166,71 @@ def _zeros_like_shape(tree):
     return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), tree)
 
 
-def drive(method: Method, stages: Sequence[Stage], x0, reference, lb, ub):
-    """Run ``method`` through ``stages`` from ``x0``.
+class Driver:
+    """:func:`drive`'s loop as pieces (``start``, ``step``, ``running``, ``result``).
 
-    Args:
-        reference: ``(p, p)`` preconditioner for stage 0's first pass.
-
-    Returns:
-        ``(state, first_nfev, first_status)``: the last stage's final state
-        (status 0 if it ran out of evaluations) and how stage 0 ended.
+    :func:`drive` runs them under one ``lax.while_loop``; a batched program
+    steps many fits at once and replaces finished ones with new ones between
+    steps (see :func:`jaxpro.fit._engine.queued_program_fn`).
     """
-    p = x0.shape[0]
-    last = len(stages) - 1
-    zero_lin = Linearization(
-        jnp.zeros((), x0.dtype),
-        jnp.eye(p, dtype=x0.dtype),
-        jnp.zeros(p, x0.dtype),
-        jnp.zeros((), x0.dtype),
-        jnp.asarray(True),
-        jnp.asarray(False),
-    )
-    state0 = _zeros_like_shape(
-        jax.eval_shape(lambda: method.init(x0, zero_lin, stages[0].options, lb, ub))
-    )
-    no_proposal = _zeros_like_shape(
-        jax.eval_shape(lambda s: method.propose(s, stages[0].options, lb, ub)[1], state0)
-    )
-    rows = jnp.stack([jnp.asarray(st.options.n_rows, x0.dtype) for st in stages])
 
-    def body(d: _Drive) -> _Drive:
+    def __init__(self, method: Method, stages: Sequence[Stage], lb, ub):
+        self.method, self.stages, self.lb, self.ub = method, stages, lb, ub
+        self.rows = jnp.stack([jnp.asarray(st.options.n_rows, lb.dtype) for st in stages])
+
+    def start(self, x0, reference) -> _Drive:
+        """The loop's initial value: the first pass will initialise stage 0 at ``x0``.
+
+        Args:
+            reference: ``(p, p)`` preconditioner for stage 0's first pass.
+        """
+        method, stages, lb, ub = self.method, self.stages, self.lb, self.ub
+        p = x0.shape[0]
+        zero_lin = Linearization(
+            jnp.zeros((), x0.dtype),
+            jnp.eye(p, dtype=x0.dtype),
+            jnp.zeros(p, x0.dtype),
+            jnp.zeros((), x0.dtype),
+            jnp.asarray(True),
+            jnp.asarray(False),
+        )
+        state0 = _zeros_like_shape(
+            jax.eval_shape(lambda: method.init(x0, zero_lin, stages[0].options, lb, ub))
+        )
+        return _Drive(
+            jnp.zeros((), jnp.int32),
+            jnp.asarray(True),
+            x0,
+            reference,
+            state0,
+            jnp.zeros((), jnp.int32),
+            jnp.asarray(RUNNING, jnp.int32),
+        )
+
+    @staticmethod
+    def restart(d: _Drive, x0, reference) -> _Drive:
+        """``d`` set to start over from ``x0``, as :meth:`start` would.
+
+        The solver state is left as it is: the next :meth:`step` initialises
+        a new one without reading it, so a slot is reused without rebuilding it.
+        """
+        return d._replace(
+            stage=jnp.zeros_like(d.stage),
+            starting=jnp.ones_like(d.starting),
+            start_x=x0,
+            start_reference=reference,
+            first_nfev=jnp.zeros_like(d.first_nfev),
+            first_status=jnp.full_like(d.first_status, RUNNING),
+        )
+
+    def step(self, d: _Drive) -> _Drive:
+        """One iteration: a trial point (or the stage's start), its data pass, the update."""
+        method, stages, lb, ub = self.method, self.stages, self.lb, self.ub
+        last = len(stages) - 1
         options = _stage_options(stages, d.stage)
+        no_proposal = _zeros_like_shape(
+            jax.eval_shape(lambda s: method.propose(s, options, lb, ub)[1], d.state)
+        )
         theta, proposal = lax.cond(
             d.starting,
             lambda s: (d.start_x, no_proposal),
@@ -224,7 +259,7 @@ def drive(method: Method, stages: Sequence[Stage], x0, reference, lb, ub):
         advance = finished & (d.stage < last)
         converged = (state.status > 0) & state.lin.finite
         # J^T J grows with the number of points: rescale the factor for the next stage
-        growth = jnp.sqrt(rows[jnp.minimum(d.stage + 1, last)] / rows[d.stage])
+        growth = jnp.sqrt(self.rows[jnp.minimum(d.stage + 1, last)] / self.rows[d.stage])
         start_x = jnp.where(advance & converged, state.x, d.start_x)
         start_reference = jnp.where(advance & converged, state.lin.R * growth, d.start_reference)
         first_nfev = jnp.where(advance & (d.stage == 0), state.nfev, d.first_nfev)
@@ -233,20 +268,31 @@ def drive(method: Method, stages: Sequence[Stage], x0, reference, lb, ub):
             d.stage + advance, advance, start_x, start_reference, state, first_nfev, first_status
         )
 
-    def keep_going(d: _Drive):
-        options = _stage_options(stages, d.stage)
-        running = (d.state.status == RUNNING) & (d.state.nfev < options.max_nfev)
-        return d.starting | running
+    def running(self, d: _Drive) -> jax.Array:
+        """Whether another :meth:`step` is needed."""
+        options = _stage_options(self.stages, d.stage)
+        going = (d.state.status == RUNNING) & (d.state.nfev < options.max_nfev)
+        return d.starting | going
 
-    start = _Drive(
-        jnp.zeros((), jnp.int32),
-        jnp.asarray(True),
-        x0,
-        reference,
-        state0,
-        jnp.zeros((), jnp.int32),
-        jnp.asarray(RUNNING, jnp.int32),
-    )
-    end = lax.while_loop(keep_going, body, start)
-    state = end.state._replace(status=jnp.where(end.state.status == RUNNING, 0, end.state.status))
-    return state, end.first_nfev, end.first_status
+    @staticmethod
+    def result(d: _Drive):
+        """``(state, first_nfev, first_status)`` of a finished loop (status 0: out of evaluations)."""
+        state = d.state._replace(status=jnp.where(d.state.status == RUNNING, 0, d.state.status))
+        return state, d.first_nfev, d.first_status
+
+    def run(self, x0, reference):
+        """The whole loop from ``x0``: :meth:`result` of the final value."""
+        return self.result(lax.while_loop(self.running, self.step, self.start(x0, reference)))
+
+
+def drive(method: Method, stages: Sequence[Stage], x0, reference, lb, ub):
+    """Run ``method`` through ``stages`` from ``x0``.
+
+    Args:
+        reference: ``(p, p)`` preconditioner for stage 0's first pass.
+
+    Returns:
+        ``(state, first_nfev, first_status)``: the last stage's final state
+        (status 0 if it ran out of evaluations) and how stage 0 ended.
+    """
+    return Driver(method, stages, lb, ub).run(x0, reference)
