@@ -149,9 +149,11 @@ def _pair_sums(columns, extras=()):
 
 def _symmetric(pair_sums, n):
     """The ``n x n`` symmetric matrix from :func:`_pair_sums`' upper-triangle order."""
-    rows, cols = np.triu_indices(n)
-    upper = jnp.zeros((n, n), pair_sums.dtype).at[rows, cols].set(pair_sums[: rows.size])
-    return upper + jnp.triu(upper, 1).T
+    # static positions: slices and a stack (a scatter would not fuse under vmap)
+    position = {}
+    for k, (i, j) in enumerate(zip(*np.triu_indices(n), strict=True)):
+        position[i, j] = position[j, i] = k
+    return jnp.stack([jnp.stack([pair_sums[position[i, j]] for j in range(n)]) for i in range(n)])
 
 
 def chunk_sums(
