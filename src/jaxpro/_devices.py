@@ -10,6 +10,7 @@ never made for you at import: call :func:`use_cpu_cores` first thing, or set
 
 from __future__ import annotations
 
+import functools
 import os
 
 from jaxpro.errors import BackendStartedError, InputError
@@ -47,3 +48,29 @@ def use_cpu_cores(count: int | None = None) -> int:
         )
     jax.config.update("jax_num_cpu_devices", count)
     return count
+
+
+@functools.cache
+def _cpu_has_avx512() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return "avx512f" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def compiler_options() -> dict[str, int]:
+    """XLA options for jaxpro's own programs on this machine (per program, never process-wide).
+
+    On CPUs with AVX-512, XLA still emits 256-bit vectors by default; asking
+    for 512-bit ones made a ``fit_many`` of 100,000 curves 13% faster (587 ms
+    -> 510 ms, AMD EPYC, 2 cores). Elsewhere nothing is changed.
+    """
+    import jax
+
+    if jax.default_backend() == "cpu" and _cpu_has_avx512():
+        return {"xla_cpu_prefer_vector_width": 512}
+    return {}

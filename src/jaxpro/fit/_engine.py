@@ -25,6 +25,7 @@ import numpy as np
 from jax import lax
 
 from jaxpro import _cache
+from jaxpro._devices import compiler_options
 from jaxpro.fit._data import Layout
 from jaxpro.fit._linalg import svd
 from jaxpro.fit._lm import LM
@@ -374,9 +375,11 @@ class Prepared:
 
         if not self.program.batched:
             with float64():
-                return jax.jit(_program_fn(self.program)).lower(*self.args).compile()
+                lowered = jax.jit(_program_fn(self.program)).lower(*self.args)
+                return lowered.compile(compiler_options=compiler_options())
         with float64(), _linalg.batched():
-            return jax.jit(queued_program_fn(self.program)).lower(*self.args).compile()
+            lowered = jax.jit(queued_program_fn(self.program)).lower(*self.args)
+            return lowered.compile(compiler_options=compiler_options())
 
 
 @dataclass(frozen=True)
