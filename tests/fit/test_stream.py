@@ -226,3 +226,23 @@ def test_hundred_million_points_in_bounded_memory(tmp_path):
     values, peak_kib = out.stdout.strip().rsplit(" ", 1)[0], int(out.stdout.split()[-1])
     assert peak_kib * 1024 <= 2.5e9, f"peak RSS {peak_kib / 1e6:.2f} GB"
     np.testing.assert_allclose(eval(values), [2.5, 1.3, 0.5], rtol=1e-3)
+
+
+def test_at_most_two_chunks_are_computing_while_the_next_is_read():
+    from jaxpro.fit._stream import IN_FLIGHT, InFlight
+
+    waited = []
+
+    class Pending:
+        def __init__(self, index):
+            self.index = index
+
+        def block_until_ready(self):
+            waited.append(self.index)
+            return self
+
+    window = InFlight(IN_FLIGHT)
+    for i in range(6):
+        window.add(Pending(i))
+        assert len(window.pending) <= IN_FLIGHT
+    assert IN_FLIGHT == 2 and waited == [0, 1, 2, 3], "the oldest is waited for first"

@@ -11,6 +11,7 @@ chunks, whatever the size of the source.
 
 from __future__ import annotations
 
+import collections
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +24,28 @@ from jaxpro.errors import ModelError
 from jaxpro.fit._api import REDESCENDING, SUBSAMPLE, WARM_START_MIN, CurveData, Settings, run_curve
 from jaxpro.fit._engine import Outcome, Solved, _covariance
 from jaxpro.fit._model import curve_residual, trace_check
+
+IN_FLIGHT = 2  # chunks sent to the device and not yet computed, at most
+
+
+class InFlight:
+    """Asynchronous results still computing, at most ``limit`` of them.
+
+    Each pending chunk holds its data until computed; a reader faster than the
+    device would otherwise pile them up (+380 MB measured on a 16 GB file read
+    from the page cache). :meth:`add` waits for the oldest beyond the limit, so
+    reading the next chunk still overlaps computing the current ones.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.pending: collections.deque = collections.deque()
+
+    def add(self, result) -> None:
+        self.pending.append(result)
+        while len(self.pending) > self.limit:
+            self.pending.popleft().block_until_ready()
+
 
 __all__ = ["StreamRun", "solve_stream"]
 
@@ -107,13 +130,15 @@ def solve_stream(
         bar.start_pass(passes)
         total = None
         count = 0
+        in_flight = InFlight(IN_FLIGHT)
         for chunk in source.chunks(chunk_rows):
             part = kernel(
                 theta, reference, _block(chunk, chunk_rows)
-            )  # asynchronous: reading overlaps compute
+            )  # asynchronous: reading the next chunk overlaps this one's compute
             total = part if total is None else total + part
             count += chunk.y.shape[0]
             bar.advance()
+            in_flight.add(part)
         if total is None:
             raise ModelError("the stream produced no data")
         rows_seen[0] = count
