@@ -80,7 +80,9 @@ REL_TOL_VS_TRUTH = fb.REL_TOL_VS_TRUTH
 TARGET_RSS_N = 100_000_000
 TARGET_RSS_BYTES = 2.5e9
 CONSTANT_N = 1_000_000_000
-CONSTANT_SLACK = 0.10  # "constant": peak at 1e9 within 10 % of the peak at 1e8
+# "constant": the peak at 1e9 no more than 10 % above the peak at 1e8 (memory
+# that does not grow with N; a lower peak, from run-to-run variation, passes)
+CONSTANT_SLACK = 0.10
 
 RESULT_PREFIX = "SCALE_BENCH_RESULT "
 MARK_BEGIN = "<!-- scale_bench:begin -->"
@@ -702,11 +704,11 @@ def target_lines(records) -> list[str]:
         text = f"- N = 1e9 streamed: peak RSS {fmt_bytes(big['peak_rss'])}"
         if small is not None:
             change = big["peak_rss"] - small["peak_rss"]
-            constant = abs(change) <= CONSTANT_SLACK * small["peak_rss"]
+            constant = change <= CONSTANT_SLACK * small["peak_rss"]
             text += (
                 f" vs {fmt_bytes(small['peak_rss'])} at N = 1e8 streamed"
                 f" ({'+' if change >= 0 else '−'}{abs(change) / MB:.0f} MB for 10× the data)"
-                f" — constant: {fb.yes_no(constant)} (within {CONSTANT_SLACK:.0%})"
+                f" — constant: {fb.yes_no(constant)} (at most {CONSTANT_SLACK:.0%} above)"
             )
         lines.append(text)
     elif find(records, "stream", CONSTANT_N) is not None:

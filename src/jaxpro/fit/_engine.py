@@ -182,7 +182,7 @@ def _driver(program: Program, datas, vectors, knobs):
     return Driver(_METHODS[program.method], stages, lb, ub), x0
 
 
-def _outcome(program: Program, driver: Driver, state, first_nfev, first_status):
+def _outcome(driver: Driver, state, first_nfev, first_status):
     """The packed :class:`Outcome` of a finished fit (one flat float64 vector)."""
     method, lb, ub = driver.method, driver.lb, driver.ub
     options = driver.stages[-1].options
@@ -216,7 +216,7 @@ def _outcome(program: Program, driver: Driver, state, first_nfev, first_status):
 def _program_fn(program: Program):
     def run(datas, vectors, reference, knobs):
         driver, x0 = _driver(program, datas, vectors, knobs)
-        return _outcome(program, driver, *driver.run(x0, reference))
+        return _outcome(driver, *driver.run(x0, reference))
 
     mesh = program.mesh()
     if mesh is None:
@@ -307,7 +307,7 @@ def queued_program_fn(program: Program):
 
         def finish(i, d):
             driver, _ = parts(i)
-            return _outcome(program, driver, *driver.result(d))
+            return _outcome(driver, *driver.result(d))
 
         return jax.vmap(finish)(jnp.arange(size), store)
 

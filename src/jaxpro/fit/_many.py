@@ -2,11 +2,15 @@
 
 Spectra, decay curves, dose-response series: the same model fitted to each of
 M curves. A Python loop of ``scipy.optimize.curve_fit`` pays interpreter and
-call overhead M times; ``fit_many`` runs the compiled LM/TRF program
-``vmap``-ped over a batch of curves, so every curve advances one iteration per
-pass of vector instructions. Curves may differ in x, sigma, bounds, starting
-point and length (missing points are masked); each gets its own parameters,
-standard errors, convergence flag and message.
+call overhead M times; ``fit_many`` runs the compiled LM/TRF iteration
+``vmap``-ped over a set of slots, so every curve in a slot advances one
+iteration per pass of vector instructions, and a curve that finishes hands its
+slot to the next one in the queue (see
+:func:`jaxpro.fit._engine.queued_program_fn`): the work is the sum of the
+curves' own iteration counts, not the slowest curve's count times the number of
+batches. Curves may differ in x, sigma, bounds, starting point and length
+(missing points are masked); each gets its own parameters, standard errors,
+convergence flag and message.
 """
 
 from __future__ import annotations
