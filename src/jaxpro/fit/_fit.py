@@ -418,9 +418,10 @@ def _check_level(level) -> float:
 
 
 def _t_quantile(level: float, dof: int) -> float:
-    from scipy.stats import t
+    # scipy.special, not scipy.stats: the same function, a third of the import time
+    from scipy.special import stdtrit
 
-    return float(t.ppf(0.5 + level / 2, dof)) if dof > 0 else math.inf
+    return float(stdtrit(dof, 0.5 + level / 2)) if dof > 0 else math.inf
 
 
 @functools.lru_cache(maxsize=64)
@@ -613,9 +614,9 @@ def _diagnose(
             "standard errors there are not meaningful"
         )
     if absolute_sigma and has_sigma and dof > 0 and np.isfinite(reduced_chi2):
-        from scipy.stats import chi2
+        from scipy.special import chdtrc  # the chi-square survival function
 
-        p = float(chi2.sf(reduced_chi2 * dof, dof))
+        p = float(chdtrc(dof, reduced_chi2 * dof))
         if p < 1e-3 or p > 1 - 1e-3:
             side = "large" if p < 0.5 else "small"
             out.append(

@@ -613,10 +613,10 @@ def _weighted_spread(y: np.ndarray, weights: np.ndarray | None, rows: int = 8192
 
 def _t_quantiles(dof: np.ndarray, confidence: float) -> np.ndarray:
     """The two-sided t quantile for each curve's degrees of freedom (inf where none)."""
-    from scipy.stats import t
+    from scipy.special import stdtrit  # scipy.stats' t.ppf, a third of the import time
 
     levels, index = np.unique(np.maximum(dof, 1), return_inverse=True)
-    quantile = t.ppf(0.5 + confidence / 2, levels)[index]
+    quantile = stdtrit(levels, 0.5 + confidence / 2)[index]
     return np.where(dof > 0, quantile, np.inf)
 
 
