@@ -142,3 +142,27 @@ def test_second_process_adds_no_cache_entries(tmp_path):
     written = files_in(cache)
     run_script(FIRST_CALL, env)
     assert files_in(cache) == written
+
+
+def test_in_process_executables_are_bounded_least_recently_used_first(monkeypatch):
+    from jaxpro import _cache
+
+    monkeypatch.setattr(_cache, "MAX_EXECUTABLES", 2)
+    monkeypatch.setattr(_cache, "_executables", _cache.collections.OrderedDict())
+    monkeypatch.setattr(_cache, "enable_persistent_cache", lambda: None)
+    built = []
+
+    def builder(name):
+        def build():
+            built.append(name)
+            return f"executable {name}"
+
+        return build
+
+    assert _cache.compiled("a", builder("a"))[0] == "executable a"
+    _cache.compiled("b", builder("b"))
+    assert _cache.compiled("a", builder("a"))[1] == 0.0, "a hit: no compilation"
+    _cache.compiled("c", builder("c"))  # evicts b, the least recently used
+    assert list(_cache._executables) == ["a", "c"]
+    _cache.compiled("b", builder("b"))
+    assert built == ["a", "b", "c", "b"], "b was compiled again, a never"

@@ -17,6 +17,7 @@ lowered so that jaxpro's sub-second compilations are cached too); set
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import time
@@ -120,9 +121,16 @@ def enable_persistent_cache() -> CacheStatus:
         return _activated
 
 
-# key -> compiled executable. Keys hold the model function itself, so a model
-# redefined in a loop compiles again; a module-level model compiles once.
-_executables: dict[Hashable, Any] = {}
+# key -> compiled executable, least recently used first. Keys hold the model
+# function itself, so a model redefined in a loop compiles again; a
+# module-level model compiles once. The number kept is bounded: XLA's CPU
+# executables map each kernel's code separately (a fit about 300 memory
+# mappings, a fit_many about 700), and a process that compiles without end
+# would reach the kernel's limit on mappings (65,530 by default) and abort.
+# An evicted program comes back from the on-disk cache in a fraction of its
+# compile time.
+MAX_EXECUTABLES = 32
+_executables: collections.OrderedDict[Hashable, Any] = collections.OrderedDict()
 
 
 def compiled(key: Hashable, build: Callable[[], Any]) -> tuple[Any, float]:
@@ -136,13 +144,18 @@ def compiled(key: Hashable, build: Callable[[], Any]) -> tuple[Any, float]:
     Returns:
         ``(executable, compile_seconds)``; compile_seconds is 0.0 on a cache hit.
     """
-    executable = _executables.get(key)
-    if executable is not None:
-        return executable, 0.0
+    with _lock:
+        executable = _executables.get(key)
+        if executable is not None:
+            _executables.move_to_end(key)
+            return executable, 0.0
     enable_persistent_cache()
     start = time.perf_counter()
     executable = build()
-    _executables[key] = executable
+    with _lock:
+        _executables[key] = executable
+        while len(_executables) > MAX_EXECUTABLES:
+            _executables.popitem(last=False)
     return executable, time.perf_counter() - start
 
 
