@@ -425,16 +425,10 @@ def fit_many(
         if shape != (n,):
             raise InputError(f"the model returned shape {shape} for {n} points", argument="model")
 
+    curves = _Curves(residual, layout, data_for, theta0, lb, ub, counts)
     columns, compile_s, run_s, method_used, (ss_tot, quantile) = _solve_all(
-        residual,
+        curves,
         settings,
-        layout,
-        data_for,
-        theta0,
-        lb,
-        ub,
-        counts,
-        m,
         batch_size,
         auto=method in (None, "auto"),
         meanwhile=lambda: (_weighted_spread(y, weights), _t_quantiles(counts - p, confidence)),
@@ -467,39 +461,46 @@ def _x_tree(x):
     return x
 
 
+@dataclass(frozen=True)
+class _Curves:
+    """The problem, whatever the settings: model, layout, data and per-curve vectors.
+
+    Attributes:
+        residual: ``residual(theta, block)`` of one curve.
+        layout: the (single-chunk) data layout of one curve.
+        data_for: ``data_for(rows) -> (own, shared)``: the rows' data (a slice
+            gives views) and the data all curves share.
+        theta0, lb, ub: ``(M, p)`` starts and bounds.
+        counts: ``(M,)`` valid points per curve.
+    """
+
+    residual: Callable
+    layout: _data.Layout
+    data_for: Callable
+    theta0: np.ndarray
+    lb: np.ndarray
+    ub: np.ndarray
+    counts: np.ndarray
+
+
 def _solve_all(
-    residual,
-    settings,
-    layout,
-    data_for,
-    theta0,
-    lb,
-    ub,
-    counts,
-    m,
-    batch_size,
-    *,
-    auto,
-    meanwhile: Callable[[], Any],
+    curves: _Curves, settings, batch_size: int, *, auto: bool, meanwhile: Callable[[], Any]
 ):
     """Run every curve; re-run LM failures with TRF when jaxpro chose the method.
 
     ``meanwhile()`` (host work that does not need the fits) runs while the
     first solve computes; returns ``(columns, compile_s, run_s, method, meanwhile())``.
     """
-    collect = _run_batches(
-        residual, settings, layout, data_for, theta0, lb, ub, counts, np.arange(m), batch_size
-    )
+    m, p = curves.theta0.shape
+    collect = _start(curves, settings, np.arange(m), batch_size)
     extra = meanwhile()
     columns, compile_s, run_s = collect()
     method_used = settings.method
     if auto and settings.method == "lm":
-        failed = np.flatnonzero((columns["status"] == 0) & (counts >= theta0.shape[1]))
+        failed = np.flatnonzero((columns["status"] == 0) & (curves.counts >= p))
         if failed.size:
             trf = replace(settings, method="trf")
-            retry, c2, r2 = _run_batches(
-                residual, trf, layout, data_for, theta0, lb, ub, counts, failed, batch_size
-            )()
+            retry, c2, r2 = _start(curves, trf, failed, batch_size)()
             for key, value in retry.items():
                 columns[key][failed] = value
             compile_s, run_s = compile_s + c2, run_s + r2
@@ -527,7 +528,7 @@ def _selector(part: np.ndarray, m: int, width: int):
     return padded, np.arange(part.size, dtype=np.int32)
 
 
-def _run_batches(residual, settings, layout, data_for, theta0, lb, ub, counts, rows, batch_size):
+def _start(curves: _Curves, settings, rows: np.ndarray, batch_size: int):
     """Start the fits of ``rows``; returns ``collect() -> (columns, compile_s, run_s)``.
 
     Calls run one after the other, each started before the previous one's
@@ -536,19 +537,18 @@ def _run_batches(residual, settings, layout, data_for, theta0, lb, ub, counts, r
     """
     import jax
 
-    p = theta0.shape[1]
+    m, p = curves.theta0.shape
     devices = jax.device_count()
     slots = max(1, -(-batch_size // devices))
     size = _call_size(rows.size, slots, devices)
     width = size // devices
     program = _engine.Program(
-        residual,
+        curves.residual,
         settings.method,
         settings.jac_scale,
-        (_engine.StageSpec(layout, settings.loss),),
+        (_engine.StageSpec(curves.layout, settings.loss),),
         slots=min(slots, width),
     )
-    m = theta0.shape[0]
     knob_row = np.array(
         [settings.ftol, settings.xtol, settings.gtol, settings.max_nfev, settings.f_scale, 0.0]
     )
@@ -569,18 +569,18 @@ def _run_batches(residual, settings, layout, data_for, theta0, lb, ub, counts, r
             pieces, picked = [], []
             for d, part in enumerate(np.array_split(call, devices)):
                 selector, todo = _selector(part, m, width)
-                batched, shared = data_for(selector)
+                batched, shared = curves.data_for(selector)
                 vectors = np.stack(
                     [
-                        theta0[selector],
-                        lb[selector],
-                        ub[selector],
+                        curves.theta0[selector],
+                        curves.lb[selector],
+                        curves.ub[selector],
                         np.broadcast_to(x_scale, (width, p)),
                     ],
                     axis=1,
                 )
                 knobs = np.broadcast_to(knob_row, (width, 1, 6)).copy()
-                knobs[:, 0, 5] = np.maximum(counts[selector], 1)
+                knobs[:, 0, 5] = np.maximum(curves.counts[selector], 1)
                 pieces.append((batched, vectors, knobs, todo))
                 picked.append(d * width + todo)
             rows_out, c = _engine.launch(_engine.prepare_queue(program, pieces, shared))
