@@ -272,3 +272,22 @@ def test_two_devices_give_the_same_answers(curves, tmp_path):
     single = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=16)
     assert payload["devices"] == 2
     np.testing.assert_allclose(payload["values"], single.values, rtol=1e-12)
+
+
+def test_curves_where_lm_runs_out_are_retried_with_trf(curves):
+    """The retry gathers the failed rows (not a window): each equals its TRF fit alone."""
+    x, Y, _ = curves
+    Y = Y[:10]
+    p0 = np.tile([1.5, 1.0, 0.0], (10, 1))
+    p0[[2, 7]] = (40.0, 9.0, 5.0)  # far away: LM needs more than 9 evaluations
+    lm = jaxpro.fit_many(decay, x, Y, p0=p0, method="lm", max_nfev=9)
+    failed = np.flatnonzero(lm.status == 0)
+    assert failed.tolist() == [2, 7], lm.nfev
+    auto = jaxpro.fit_many(decay, x, Y, p0=p0, max_nfev=9)
+    assert "TRF for 2 curve(s)" in auto.plan.settings["method"]
+    kept = np.setdiff1d(np.arange(10), failed)
+    np.testing.assert_array_equal(auto.values[kept], lm.values[kept])
+    for i in failed:
+        alone = jaxpro.fit_many(decay, x, Y[i : i + 1], p0=p0[i], method="trf", max_nfev=9)
+        np.testing.assert_allclose(auto.values[i], alone.values[0], rtol=1e-12)
+        assert auto.nfev[i] == alone.nfev[0]
