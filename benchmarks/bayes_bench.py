@@ -266,10 +266,6 @@ def launch(model_name: str, engine: str, repeats: int, max_seconds: float) -> di
     return json.loads(lines[-1])
 
 
-def _median(values):
-    return float(np.median(values)) if values else None
-
-
 def summarise(record: dict) -> dict:
     runs = record.get("runs", [])
     warm = runs[1:] or runs
@@ -277,13 +273,13 @@ def summarise(record: dict) -> dict:
     passed = [r for r in warm if r["gate"]]
     return {
         "cold": runs[0]["seconds"] if runs else None,
-        "warm": _median([r["seconds"] for r in warm]),
-        "rate": _median(rates),
+        "warm": fb.median_or_none([r["seconds"] for r in warm]),
+        "rate": fb.median_or_none(rates),
         "rate_range": (min(rates), max(rates)) if rates else None,
         "divergences": [r["divergences"] for r in warm],
         "passed": len(passed),
         "warm_runs": len(warm),
-        "to_gate": _median([r["seconds"] for r in passed]),
+        "to_gate": fb.median_or_none([r["seconds"] for r in passed]),
         "gap": max((r["gap"] for r in warm if r["gap"] is not None), default=None),
         "attempts": [r["attempts"] for r in warm],
         "final": warm[-1]["final"] if warm else "",

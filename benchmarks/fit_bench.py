@@ -664,6 +664,11 @@ def text_table(header: Sequence[str], rows: list[list[str]]) -> str:
 # ----------------------------------------------------------------------------
 
 
+def median_or_none(values) -> float | None:
+    """The median of ``values``, None when there are none (a configuration that never ran)."""
+    return float(np.median(values)) if len(values) else None
+
+
 def yes_no(flag: bool) -> str:
     """'yes' / 'NO'."""
     return "yes" if flag else "NO"

@@ -514,10 +514,6 @@ def bambi_problem(python: Path) -> str | None:
     return None
 
 
-def _median(values):
-    return float(np.median(values)) if values else None
-
-
 def summarise(record: dict) -> dict:
     runs = record.get("runs", [])
     warm = runs[1:] or runs
@@ -527,15 +523,15 @@ def summarise(record: dict) -> dict:
     return {
         "cold": runs[0] if runs else None,
         "warm_runs": len(runs) - 1 if len(runs) > 1 else 0,
-        "warm": _median([r["seconds"] for r in runs[1:]]),
-        "rate": _median(rates),
+        "warm": fb.median_or_none([r["seconds"] for r in runs[1:]]),
+        "rate": fb.median_or_none(rates),
         "rate_range": (min(rates), max(rates)) if rates else None,
-        "ess": _median([r["min_ess_bulk"] for r in warm]),
+        "ess": fb.median_or_none([r["min_ess_bulk"] for r in warm]),
         "rhat": max((r["max_rhat"] for r in warm), default=None),
         "divergences": [r["divergences"] for r in warm],
         "passed": len(passed),
         "counted": len(warm),
-        "to_gate": _median([r["seconds"] for r in passed]),
+        "to_gate": fb.median_or_none([r["seconds"] for r in passed]),
         "gap": max((g for g in gaps if g is not None), default=None),
         "methods": sorted({r.get("method", "nuts") for r in warm}),
         "attempts": [r.get("attempts", 1) for r in warm],
