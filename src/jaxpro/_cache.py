@@ -131,6 +131,7 @@ def enable_persistent_cache() -> CacheStatus:
 # compile time.
 MAX_EXECUTABLES = 32
 _executables: collections.OrderedDict[Hashable, Any] = collections.OrderedDict()
+_building: dict[Hashable, threading.Lock] = {}  # keys being compiled, one lock each
 
 
 def compiled(key: Hashable, build: Callable[[], Any]) -> tuple[Any, float]:
@@ -143,19 +144,30 @@ def compiled(key: Hashable, build: Callable[[], Any]) -> tuple[Any, float]:
 
     Returns:
         ``(executable, compile_seconds)``; compile_seconds is 0.0 on a cache hit.
+        Threads asking for the same key while it compiles wait for that one
+        compilation (and report the time they waited as theirs).
     """
+    start = time.perf_counter()
     with _lock:
         executable = _executables.get(key)
         if executable is not None:
             _executables.move_to_end(key)
             return executable, 0.0
-    enable_persistent_cache()
-    start = time.perf_counter()
-    executable = build()
-    with _lock:
-        _executables[key] = executable
-        while len(_executables) > MAX_EXECUTABLES:
-            _executables.popitem(last=False)
+        building = _building.setdefault(key, threading.Lock())
+    with building:
+        with _lock:
+            executable = _executables.get(key)
+        if executable is None:
+            enable_persistent_cache()
+            try:
+                executable = build()
+            finally:
+                with _lock:
+                    _building.pop(key, None)
+            with _lock:
+                _executables[key] = executable
+                while len(_executables) > MAX_EXECUTABLES:
+                    _executables.popitem(last=False)
     return executable, time.perf_counter() - start
 
 

@@ -30,7 +30,7 @@ from jaxpro.fit._data import Layout
 from jaxpro.fit._linalg import svd
 from jaxpro.fit._lm import LM
 from jaxpro.fit._pass import Linearization, chunked_pass, direct_pass
-from jaxpro.fit._solver import Driver, Options, Stage, select
+from jaxpro.fit._solver import Driver, Options, Stage, decided, select
 from jaxpro.fit._trf import TRF
 
 _METHODS = {"lm": LM, "trf": TRF}
@@ -136,7 +136,8 @@ def _evaluator(residual, spec: StageSpec, data, f_scale) -> Callable[..., Linear
         def again(carry):
             count, current = carry
             chosen = jnp.where(count == 0, reference, current.R)
-            return count + 1, chunked_pass(residual, theta, regions, chosen, **kw)
+            moved, _ = lax.optimization_barrier((theta, count))
+            return count + 1, chunked_pass(residual, moved, regions, chosen, **kw)
 
         def needed(carry):
             count, current = carry
@@ -293,10 +294,10 @@ def queued_program_fn(program: Program):
         def body(carry):
             curve, alive, taken, d, store = carry
             d, running = jax.vmap(step)(curve, d)
-            done = alive & ~running
+            done = decided(alive & ~running)
             store = store_rows(store, jnp.where(done, curve, size), d)  # size: dropped
             position = taken + jnp.cumsum(done, dtype=taken.dtype) - 1
-            refill = done & (position < count)
+            refill = decided(done & (position < count))
             curve = jnp.where(refill, todo[jnp.clip(position, 0, size - 1)], curve)
             d = jax.vmap(restart)(refill, d, vectors[curve, 0])
             alive = (alive & ~done) | refill

@@ -23,7 +23,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxpro.fit._linalg import svd
+from jaxpro.fit._batching import only_where
+from jaxpro.fit._linalg import inverse_upper, solve_upper, svd
 from jaxpro.fit._pass import Linearization
 from jaxpro.fit._solver import (
     RUNNING,
@@ -32,6 +33,7 @@ from jaxpro.fit._solver import (
     SolverState,
     column_norms,
     conclude,
+    decided,
     select,
 )
 from jaxpro.fit._trust import solve_trust_region
@@ -99,13 +101,41 @@ def init(x0, lin0: Linearization, options: Options, lb, ub) -> SolverState:
     return SolverState(x0, lin0, one, one, jnp.zeros((), jnp.int32), status, extra)
 
 
-def propose(state: SolverState, options: Options, lb, ub):
-    """The LM step from the current point: ``(trial point, proposal)``."""
+def _damped_step(scaled, qtr, delta, par, n_rows):
+    """Moré's trust-region step through the SVD of ``scaled`` (any rank, any radius)."""
+    U, s, Vt = svd(scaled)
+    return solve_trust_region(U.T @ qtr, s, Vt.T, delta, par, n_rows, rtol=0.1)
+
+
+def propose(state: SolverState, options: Options, lb, ub, active=True):
+    """The LM step from the current point: ``(trial point, proposal)``.
+
+    Most iterations take the Gauss-Newton step, which back-substitution with
+    the triangular factor gives directly; the SVD and the search for the
+    Levenberg-Marquardt parameter are needed only when that step leaves the
+    trust region or the factor may be rank-deficient (in a batch of fits, only
+    those fits compute them: see :func:`jaxpro.fit._batching.only_where`),
+    and never where ``active`` is false (the proposal is then discarded).
+    """
     lin, extra = state.lin, state.extra
     fnorm = _fnorm(lin)
-    U, s, Vt = svd(lin.R / extra.diag[None, :])
-    z, par = solve_trust_region(
-        U.T @ lin.qtr, s, Vt.T, extra.delta, extra.par, options.n_rows, rtol=0.1
+    scaled = lin.R / extra.diag[None, :]
+    newton = -solve_upper(scaled, lin.qtr)
+    inverse = inverse_upper(scaled)
+    # ||A||_F ||A^-1||_F bounds cond(A) from above: below the SVD path's rank
+    # threshold 1 / (eps * n_rows) the factor is certainly of full rank
+    bound = jnp.sqrt(jnp.sum(scaled * scaled) * jnp.sum(inverse * inverse))
+    full_rank = bound * (_EPS * options.n_rows) < 0.5
+    inside = full_rank & (jnp.linalg.norm(newton) <= extra.delta) & jnp.all(jnp.isfinite(newton))
+    z, par = only_where(
+        active & ~inside,
+        _damped_step,
+        (newton, jnp.zeros_like(extra.par)),
+        scaled,
+        lin.qtr,
+        extra.delta,
+        extra.par,
+        jnp.asarray(options.n_rows, scaled.dtype),
     )
     pnorm = jnp.linalg.norm(z)
     delta = jnp.where(extra.first, jnp.minimum(extra.delta, pnorm), extra.delta)
@@ -157,7 +187,7 @@ def update(state: SolverState, proposal: _Proposal, trial: Linearization, option
     )
     new_par = jnp.where(poor, par / shrink, jnp.where(grow, 0.5 * par, par))
 
-    accept = v.accept
+    accept = decided(v.accept)
     x = jnp.where(accept, state.x + proposal.step, state.x)
     lin = select(accept, trial, state.lin)
     xnorm = jnp.where(accept, jnp.linalg.norm(extra.diag * x), extra.xnorm)

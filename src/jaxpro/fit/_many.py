@@ -16,8 +16,10 @@ convergence flag and message.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -38,6 +40,8 @@ __all__ = ["ManyFitResult", "fit_many"]
 BATCH = 1024
 # Curves per compiled call for large M: one program shape whatever M is.
 CALL_CURVES = 1 << 15
+# A host thread of its own is worth it from this many curves (see _workers).
+MIN_CURVES_PER_WORKER = 256
 
 
 @dataclass(frozen=True, repr=False)
@@ -528,19 +532,37 @@ def _selector(part: np.ndarray, m: int, width: int):
     return padded, np.arange(part.size, dtype=np.int32)
 
 
+def _workers(devices: int, curves: int) -> int:
+    """Host threads launching calls at once.
+
+    With a single CPU device XLA runs one program on one core (a few large
+    kernels excepted); a second program launched from another thread runs
+    beside it, so every core works. With several devices (or an accelerator)
+    each call is already split over them.
+    """
+    import jax
+
+    if devices > 1 or jax.default_backend() != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, curves // MIN_CURVES_PER_WORKER))
+
+
 def _start(curves: _Curves, settings, rows: np.ndarray, batch_size: int):
     """Start the fits of ``rows``; returns ``collect() -> (columns, compile_s, run_s)``.
 
-    Calls run one after the other, each started before the previous one's
-    outcome is read, so copying the next call's data overlaps computing the
-    current one; the caller can do its own host work before ``collect()``.
+    The rows are split into calls of one compiled shape, shared round-robin
+    between :func:`_workers` host threads. Each thread starts its next call
+    before reading the previous one's outcome, so copying data overlaps
+    computing; the caller can do its own host work before ``collect()``.
     """
     import jax
 
     m, p = curves.theta0.shape
     devices = jax.device_count()
+    workers = _workers(devices, rows.size)
     slots = max(1, -(-batch_size // devices))
-    size = _call_size(rows.size, slots, devices)
+    size = _call_size(-(-rows.size // workers), slots, devices)
     width = size // devices
     program = _engine.Program(
         curves.residual,
@@ -553,46 +575,62 @@ def _start(curves: _Curves, settings, rows: np.ndarray, batch_size: int):
         [settings.ftol, settings.xtol, settings.gtol, settings.max_nfev, settings.f_scale, 0.0]
     )
     x_scale = np.broadcast_to(settings.x_scale, (p,))
-    outputs: list[dict[str, np.ndarray]] = []
-    pending: list[tuple[Any, np.ndarray]] = []
-    compile_s = 0.0
     started = time.perf_counter()
+    calls = np.array_split(rows, workers * max(1, -(-rows.size // (workers * size))))
 
-    def receive():
-        rows_out, picked = pending.pop(0)
+    def prepare(call: np.ndarray):
+        pieces, picked = [], []
+        for d, part in enumerate(np.array_split(call, devices)):
+            selector, todo = _selector(part, m, width)
+            batched, shared = curves.data_for(selector)
+            vectors = np.stack(
+                [
+                    curves.theta0[selector],
+                    curves.lb[selector],
+                    curves.ub[selector],
+                    np.broadcast_to(x_scale, (width, p)),
+                ],
+                axis=1,
+            )
+            knobs = np.broadcast_to(knob_row, (width, 1, 6)).copy()
+            knobs[:, 0, 5] = np.maximum(curves.counts[selector], 1)
+            pieces.append((batched, vectors, knobs, todo))
+            picked.append(d * width + todo)
+        return _engine.prepare_queue(program, pieces, shared), np.concatenate(picked)
+
+    def receive(rows_out, picked) -> dict[str, np.ndarray]:
         columns = _engine.unpack_rows(np.asarray(rows_out), p)
-        outputs.append({k: v[picked] for k, v in columns.items()})
+        return {k: v[picked] for k, v in columns.items()}
 
-    with float64():
-        for start in range(0, rows.size, size):
-            call = rows[start : start + size]
-            pieces, picked = [], []
-            for d, part in enumerate(np.array_split(call, devices)):
-                selector, todo = _selector(part, m, width)
-                batched, shared = curves.data_for(selector)
-                vectors = np.stack(
-                    [
-                        curves.theta0[selector],
-                        curves.lb[selector],
-                        curves.ub[selector],
-                        np.broadcast_to(x_scale, (width, p)),
-                    ],
-                    axis=1,
-                )
-                knobs = np.broadcast_to(knob_row, (width, 1, 6)).copy()
-                knobs[:, 0, 5] = np.maximum(curves.counts[selector], 1)
-                pieces.append((batched, vectors, knobs, todo))
-                picked.append(d * width + todo)
-            rows_out, c = _engine.launch(_engine.prepare_queue(program, pieces, shared))
-            compile_s += c
-            pending.append((rows_out, np.concatenate(picked)))
-            if len(pending) > 1:
-                receive()
+    def work(mine: list[int]):
+        """Run calls ``mine`` (indices into ``calls``) in order: ``({index: columns}, compile_s)``."""
+        done, pending, compile_s = {}, [], 0.0
+        with float64():
+            for index in mine:
+                prepared, picked = prepare(calls[index])
+                rows_out, seconds = _engine.launch(prepared)
+                compile_s += seconds
+                pending.append((index, rows_out, picked))
+                if len(pending) > 1:
+                    first, *rest = pending.pop(0)
+                    done[first] = receive(*rest)
+            for index, rows_out, picked in pending:
+                done[index] = receive(rows_out, picked)
+        return done, compile_s
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jaxpro-fit-many")
+    futures = [pool.submit(work, list(range(w, len(calls), workers))) for w in range(workers)]
+    pool.shutdown(wait=False)
 
     def collect():
-        while pending:
-            receive()
-        merged = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+        outputs, compile_s = {}, 0.0
+        for future in futures:
+            done, seconds = future.result()
+            outputs.update(done)
+            # one thread compiles, the others wait for it: the longest is the compile time
+            compile_s = max(compile_s, seconds)
+        ordered = [outputs[i] for i in range(len(calls))]
+        merged = {k: np.concatenate([o[k] for o in ordered]) for k in ordered[0]}
         return merged, compile_s, time.perf_counter() - started - compile_s
 
     return collect

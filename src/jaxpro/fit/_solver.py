@@ -98,8 +98,19 @@ def column_norms(R: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.sum(R * R, axis=0))
 
 
+def decided(pred):
+    """``pred`` computed once, before the arrays it selects between.
+
+    Under ``vmap`` XLA would otherwise fuse a long per-fit test (a verdict,
+    a status) into every element of each array it selects, recomputing it
+    ``p * p`` times for a factor ``R``; the barrier keeps it one value per fit.
+    """
+    return lax.optimization_barrier(pred)
+
+
 def select(pred, on_true, on_false):
     """Elementwise ``where`` over two pytrees of the same structure."""
+    pred = decided(pred)
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
@@ -108,7 +119,10 @@ class Method(NamedTuple):
 
     Attributes:
         init: ``(x0, lin0, options, lb, ub) -> SolverState``.
-        propose: ``(state, options, lb, ub) -> (trial_x, proposal)``.
+        propose: ``(state, options, lb, ub, active) -> (trial_x, proposal)``; ``active``
+            (bool) is false when the proposal will be discarded (a batched program
+            computes one for fits that are starting too): costly optional work
+            may then be skipped.
         judge: ``(state, proposal, trial_lin, options) -> accept`` (bool).
         update: ``(state, proposal, trial_lin, options, lb, ub) -> SolverState``.
         optimality: ``(state, lb, ub) -> float`` (SciPy's first-order optimality).
@@ -229,12 +243,12 @@ class Driver:
         last = len(stages) - 1
         options = _stage_options(stages, d.stage)
         no_proposal = _zeros_like_shape(
-            jax.eval_shape(lambda s: method.propose(s, options, lb, ub)[1], d.state)
+            jax.eval_shape(lambda s: method.propose(s, options, lb, ub, True)[1], d.state)
         )
         theta, proposal = lax.cond(
             d.starting,
             lambda s: (d.start_x, no_proposal),
-            lambda s: method.propose(s, options, lb, ub),
+            lambda s: method.propose(s, options, lb, ub, ~d.starting),
             d.state,
         )
         chosen = jnp.where(d.starting, d.start_reference, d.state.lin.R)
@@ -255,8 +269,10 @@ class Driver:
             lambda s: method.update(s, proposal, lin, options, lb, ub),
             d.state,
         )
+        if last == 0:  # one stage: nothing to hand on
+            return d._replace(starting=jnp.zeros_like(d.starting), state=state)
         finished = (state.status != RUNNING) | (state.nfev >= options.max_nfev)
-        advance = finished & (d.stage < last)
+        advance = decided(finished & (d.stage < last))
         converged = (state.status > 0) & state.lin.finite
         # J^T J grows with the number of points: rescale the factor for the next stage
         growth = jnp.sqrt(self.rows[jnp.minimum(d.stage + 1, last)] / self.rows[d.stage])

@@ -194,7 +194,7 @@ def solve_stream(
             float(n),
         )
         init = jax.jit(lambda x0, lin0: method.init(x0, lin0, options, lb, ub))
-        propose = jax.jit(lambda state: method.propose(state, options, lb, ub))
+        propose = jax.jit(lambda state: method.propose(state, options, lb, ub, True))
         judge = jax.jit(
             lambda state, proposal, trial: method.judge(state, proposal, trial, options)
         )

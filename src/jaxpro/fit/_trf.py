@@ -129,7 +129,7 @@ class _Proposal(NamedTuple):
     alpha: jax.Array
 
 
-def propose(state: SolverState, options: Options, lb, ub):
+def propose(state: SolverState, options: Options, lb, ub, active=True):
     """The reflective trust-region step: ``(trial point, proposal)``."""
     x, lin, extra = state.x, state.lin, state.extra
     g = lin.gradient
