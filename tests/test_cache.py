@@ -166,3 +166,36 @@ def test_in_process_executables_are_bounded_least_recently_used_first(monkeypatc
     assert list(_cache._executables) == ["a", "c"]
     _cache.compiled("b", builder("b"))
     assert built == ["a", "b", "c", "b"], "b was compiled again, a never"
+
+
+def test_threads_asking_for_the_same_program_compile_it_once(monkeypatch):
+    """fit_many's host threads start calls of one program together: one compilation."""
+    import threading
+    import time
+
+    from jaxpro import _cache
+
+    monkeypatch.setattr(_cache, "_executables", _cache.collections.OrderedDict())
+    monkeypatch.setattr(_cache, "enable_persistent_cache", lambda: None)
+    built = []
+    entered = threading.Barrier(4)
+
+    def build():
+        built.append(threading.get_ident())
+        time.sleep(0.2)  # the others arrive while this compiles
+        return "executable"
+
+    results = []
+
+    def ask():
+        entered.wait()
+        results.append(_cache.compiled("key", build))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1, "compiled once"
+    assert [r[0] for r in results] == ["executable"] * 4
+    assert not _cache._building, "no compilation left marked as running"

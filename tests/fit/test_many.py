@@ -72,13 +72,34 @@ def test_batch_size_does_not_change_the_answer(curves):
 def test_calls_over_windows_of_the_data_give_the_same_answer(curves, monkeypatch):
     x, Y, _ = curves
     whole = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=8)
-    # 60 curves in calls of 16: views of rows 0-15, 16-31, 32-47, then rows 44-59
-    # of which only 48-59 are still to do
+    # 60 curves in 4 calls of 15, each over a view of 16 rows (0-15, 15-30,
+    # 30-45, then 44-59 of which 45-59 are to do)
     monkeypatch.setattr(_many, "CALL_CURVES", 16)
     split = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=8)
     np.testing.assert_allclose(split.values, whole.values, rtol=1e-12)  # same iterations
     np.testing.assert_array_equal(split.nfev, whole.nfev)
     np.testing.assert_array_equal(split.status, whole.status)
+
+
+def test_host_threads_give_the_same_answers(curves, monkeypatch):
+    """Calls shared between host threads (one per core on a single CPU device)."""
+    x, Y, _ = curves
+    monkeypatch.setattr(_many, "_workers", lambda devices, curves: 1)
+    alone = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=8)
+    monkeypatch.setattr(_many, "_workers", lambda devices, curves: 3)
+    monkeypatch.setattr(_many, "CALL_CURVES", 16)  # several calls per thread
+    threaded = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=8)
+    np.testing.assert_allclose(threaded.values, alone.values, rtol=1e-12)  # same iterations
+    np.testing.assert_array_equal(threaded.nfev, alone.nfev)
+    np.testing.assert_array_equal(threaded.status, alone.status)
+
+
+def test_one_host_thread_per_core_only_on_a_single_cpu_device(monkeypatch):
+    monkeypatch.setattr(_many.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert _many._workers(1, 100_000) == 4
+    assert _many._workers(1, 600) == 2, "at least MIN_CURVES_PER_WORKER curves each"
+    assert _many._workers(1, 10) == 1
+    assert _many._workers(2, 100_000) == 1, "several devices split each call already"
 
 
 def test_reused_slots_give_each_curve_its_own_fit(curves):

@@ -6,7 +6,7 @@ SVD-based trust-region solve of LM, taken only when the Gauss-Newton step
 leaves the trust region), that makes every row pay for it. :func:`only_where`
 instead gathers the rows that need it into a small block, computes the costly
 branch on that block alone and scatters the answers back; outside ``vmap`` it
-is a plain ``lax.cond``.
+is a plain ``lax.cond``. :func:`for_rows` is the loop over such blocks.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["only_where"]
+__all__ = ["for_rows", "only_where"]
 
 # Rows computed together by the costly branch: enough for the few rows of a
 # batch of ~1,000 fits that need it per step, small next to the batch.
@@ -57,24 +57,41 @@ def only_where(pred, fn: Callable[..., Any], otherwise, *operands, block: int = 
         pred = batched(pred, pred_b)
         out = [batched(v, b) for v, b in zip(flat, flat_b, strict=True)]
         operands = jax.tree.map(batched, operands, operands_b)
-        width = min(block, axis_size)
-        count = jnp.sum(pred, dtype=jnp.int32)
-        # positions of the rows that need fn, in order, then `axis_size` (none)
-        position = jnp.where(pred, jnp.cumsum(pred, dtype=jnp.int32) - 1, axis_size)
-        rows = jnp.full(axis_size, axis_size, jnp.int32)
-        rows = rows.at[position].set(jnp.arange(axis_size, dtype=jnp.int32), mode="drop")
 
-        def body(carry):
-            start, out = carry
-            # a window past the end is moved back by dynamic_slice: rows seen
-            # twice get the same answer twice
-            take = lax.dynamic_slice(rows, (start,), (width,))
+        def answer(take, out):
             gathered = jax.tree.map(lambda a: a[jnp.minimum(take, axis_size - 1)], operands)
             answers = jax.tree.leaves(jax.vmap(fn)(*gathered))
-            out = [o.at[take].set(a, mode="drop") for o, a in zip(out, answers, strict=True)]
-            return start + width, out
+            return [o.at[take].set(a, mode="drop") for o, a in zip(out, answers, strict=True)]
 
-        _, out = lax.while_loop(lambda c: c[0] < count, body, (jnp.zeros((), jnp.int32), out))
-        return out, [True] * len(out)
+        return for_rows(pred, answer, out, block=block), [True] * len(out)
 
     return jax.tree.unflatten(tree, choose(pred, flat, operands))
+
+
+def for_rows(mask, update: Callable, value, *, block: int = BLOCK):
+    """Apply ``update(rows, value)`` to blocks of the rows where ``mask`` holds.
+
+    Args:
+        mask: ``(n,)`` bools.
+        update: ``update(rows, value) -> value``; ``rows`` is ``(block,)`` row
+            indices where ``mask`` holds, in order, padded with ``n`` (to drop:
+            index with ``mode="drop"`` or clamp). A block may repeat rows of the
+            previous one (the last window is moved back to fit), so the update
+            must give the same result when applied twice.
+        value: the carried value (a pytree).
+        block: rows per call (at most ``n``).
+
+    Returns:
+        ``value`` after every row was covered; untouched when no row is set.
+    """
+    n = mask.shape[0]
+    width = min(block, n)
+    count = jnp.sum(mask, dtype=jnp.int32)
+    position = jnp.where(mask, jnp.cumsum(mask, dtype=jnp.int32) - 1, n)
+    rows = jnp.full(n, n, jnp.int32).at[position].set(jnp.arange(n, dtype=jnp.int32), mode="drop")
+
+    def body(carry):
+        start, value = carry
+        return start + width, update(lax.dynamic_slice(rows, (start,), (width,)), value)
+
+    return lax.while_loop(lambda c: c[0] < count, body, (jnp.zeros((), jnp.int32), value))[1]

@@ -266,9 +266,13 @@ def queued_program_fn(program: Program):
         size = vectors.shape[0]
         count = jnp.reshape(count, ())
 
+        def row(a, i):
+            # i is always in range: a clamped slice, not a gather that fills
+            return lax.dynamic_index_in_dim(a, i, keepdims=False)
+
         def parts(i):
-            own = jax.tree.map(lambda a: a[i], batched)
-            return _driver(program, (merge_regions(shared, own),), vectors[i], knobs[i])
+            own = jax.tree.map(lambda a: row(a, i), batched)
+            return _driver(program, (merge_regions(shared, own),), row(vectors, i), row(knobs, i))
 
         def start(i):
             driver, x0 = parts(i)

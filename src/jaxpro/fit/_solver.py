@@ -165,6 +165,8 @@ class _Drive(NamedTuple):
 def _stage_options(stages: Sequence[Stage], index) -> Options:
     """The options of stage ``index`` (a traced integer)."""
     first = stages[0].options
+    if len(stages) == 1:
+        return first
     pick = {}
     for name in Options._fields:
         if name == "jac_scale":
@@ -248,7 +250,8 @@ class Driver:
         theta, proposal = lax.cond(
             d.starting,
             lambda s: (d.start_x, no_proposal),
-            lambda s: method.propose(s, options, lb, ub, ~d.starting),
+            # a batch also proposes for fits that start (or have finished): discarded
+            lambda s: method.propose(s, options, lb, ub, ~d.starting & (s.status == RUNNING)),
             d.state,
         )
         chosen = jnp.where(d.starting, d.start_reference, d.state.lin.R)
