@@ -7,7 +7,7 @@ import pytest
 
 jax.config.update("jax_enable_x64", True)
 
-from jaxpro.fit._linalg import JACOBI_MAX, batched, svd  # noqa: E402
+from jaxpro.fit._linalg import JACOBI_MAX, batched, inverse_upper, svd  # noqa: E402
 
 
 def jacobi(A):
@@ -54,3 +54,13 @@ def test_vectorises_over_a_batch():
     with batched():
         s = np.asarray(jax.jit(jax.vmap(svd))(jnp.asarray(A))[1])
     np.testing.assert_allclose(s, np.linalg.svd(A, compute_uv=False), rtol=1e-13)
+
+
+@pytest.mark.parametrize("n", range(1, JACOBI_MAX + 1))
+def test_batched_triangular_inverse(n):
+    rng = np.random.default_rng(n)
+    U = np.triu(rng.normal(size=(n, n))) + 2.0 * np.eye(n) * np.sign(rng.normal(size=n))
+    with batched():
+        X = np.asarray(jax.jit(inverse_upper)(jnp.asarray(U)))
+    np.testing.assert_allclose(X, np.linalg.inv(U), rtol=1e-12, atol=1e-13)
+    assert np.all(np.tril(X, -1) == 0), "upper triangular"

@@ -154,8 +154,16 @@ def inverse_upper(U):
         from jax.scipy.linalg import solve_triangular
 
         return solve_triangular(U, jnp.eye(n, dtype=U.dtype), lower=False)
-    eye = jnp.eye(n, dtype=U.dtype)
-    return jnp.stack([solve_upper(U, eye[:, j]) for j in range(n)], axis=1)
+    # n divisions (one per diagonal entry), then products: divisions are the
+    # costly operations in a batch, and XLA does not share them between columns
+    inverse_diagonal = [1.0 / U[i, i] for i in range(n)]
+    zero = jnp.zeros((), U.dtype)
+    X = [[zero] * n for _ in range(n)]
+    for j in range(n):
+        X[j][j] = inverse_diagonal[j]
+        for i in range(j - 1, -1, -1):
+            X[i][j] = -inverse_diagonal[i] * sum(U[i, k] * X[k][j] for k in range(i + 1, j + 1))
+    return jnp.stack([jnp.stack(row) for row in X])
 
 
 def condition_exceeds(U, limit):
