@@ -89,6 +89,8 @@ def test_host_threads_give_the_same_answers(curves, monkeypatch):
     monkeypatch.setattr(_many, "_workers", lambda devices, curves: 3)
     monkeypatch.setattr(_many, "CALL_CURVES", 16)  # several calls per thread
     threaded = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=8)
+    assert threaded.plan.settings["host_threads"] == 3
+    assert any("3 host threads" in reason for reason in threaded.plan.reasons)
     np.testing.assert_allclose(threaded.values, alone.values, rtol=1e-12)  # same iterations
     np.testing.assert_array_equal(threaded.nfev, alone.nfev)
     np.testing.assert_array_equal(threaded.status, alone.status)

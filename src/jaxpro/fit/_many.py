@@ -548,6 +548,14 @@ def _workers(devices: int, curves: int) -> int:
     return max(1, min(cores or 1, curves // MIN_CURVES_PER_WORKER))
 
 
+def _parallelism(curves: int) -> tuple[int, int]:
+    """``(devices, host threads)`` that a solve of ``curves`` curves uses."""
+    import jax
+
+    devices = jax.device_count()
+    return devices, _workers(devices, curves)
+
+
 def _start(curves: _Curves, settings, rows: np.ndarray, batch_size: int):
     """Start the fits of ``rows``; returns ``collect() -> (columns, compile_s, run_s)``.
 
@@ -556,11 +564,8 @@ def _start(curves: _Curves, settings, rows: np.ndarray, batch_size: int):
     before reading the previous one's outcome, so copying data overlaps
     computing; the caller can do its own host work before ``collect()``.
     """
-    import jax
-
     m, p = curves.theta0.shape
-    devices = jax.device_count()
-    workers = _workers(devices, rows.size)
+    devices, workers = _parallelism(rows.size)
     slots = max(1, -(-batch_size // devices))
     size = _call_size(-(-rows.size // workers), slots, devices)
     width = size // devices
@@ -702,9 +707,18 @@ def _assemble(
     reasons.append(
         f"{m} curves of up to {y.shape[1]} points, each padded to {layout.size}: one vmapped "
         f"program with {min(batch_size, m)} curves in flight, a finished curve's place going to "
-        "the next (work follows each curve's own iteration count); Gram-matrix passes and "
-        "Jacobi SVDs vectorise across curves"
+        "the next (work follows each curve's own iteration count); Gram-matrix passes vectorise "
+        "across curves, and only the curves whose Gauss-Newton step leaves the trust region "
+        "compute an SVD"
     )
+    devices, workers = _parallelism(m)
+    if devices > 1:
+        reasons.append(f"each call split over {devices} devices, a queue on each")
+    elif workers > 1:
+        reasons.append(
+            f"calls shared between {workers} host threads, one per core: JAX has a single CPU "
+            "device here, which runs one program on one core"
+        )
     if np.any(too_few):
         reasons.append(
             f"{int(too_few.sum())} curve(s) have fewer valid points than parameters and are not fitted"
@@ -719,6 +733,8 @@ def _assemble(
             "points_per_curve": int(y.shape[1]),
             "padded_to": layout.size,
             "batch_size": int(min(batch_size, m)),
+            "devices": devices,
+            "host_threads": workers,
             "ftol": settings.ftol,
             "xtol": settings.xtol,
             "gtol": settings.gtol,
