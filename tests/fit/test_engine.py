@@ -242,8 +242,12 @@ def test_other_lengths_reuse_the_compiled_program():
 
 def test_large_aligned_data_is_read_in_place():
     n = 5_000_000
-    x = np.linspace(0, 5, n)
-    y = np.ones(n)
+    # 64-byte aligned on purpose: two NumPy arrays need not share their
+    # alignment, and y's would decide whether it is copied
+    x = _data._aligned_empty(n)
+    x[:] = np.linspace(0, 5, n)
+    y = _data._aligned_empty(n)
+    y[:] = 1.0
     layout, arrays = _data.build(x, y, None)
     assert layout.kind == "chunked" and not layout.copied
     body = arrays["regions"][0]["x"]
