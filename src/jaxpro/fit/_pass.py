@@ -75,8 +75,12 @@ class Linearization(NamedTuple):
 Residual = Callable[[jax.Array, object], jax.Array]
 
 
-def _scaled_terms(residual: Residual, theta, block, loss, f_scale):
+def _scaled_terms(residual: Residual, theta, block, loss, f_scale, basis=None):
     """Residuals and transposed Jacobian ``(p, m)`` with the robust loss applied.
+
+    Args:
+        basis: optional ``(p, p)`` matrix ``B``; the Jacobian returned is then
+            ``J B`` (derivatives along B's columns), for the same work as ``J``.
 
     Returns:
         ``(r_s, jac_t, cost_terms, r)``: scaled residuals and Jacobian rows, the
@@ -91,12 +95,14 @@ def _scaled_terms(residual: Residual, theta, block, loss, f_scale):
     m = jax.eval_shape(at, theta).shape[0]
     if p <= m:
         # forward mode: p directional derivatives, fused with the residual itself
-        tangents = jnp.eye(p, dtype=theta.dtype)
+        tangents = jnp.eye(p, dtype=theta.dtype) if basis is None else basis.T
         r, jac_t = jax.vmap(lambda e: jax.jvp(at, (theta,), (e,)), out_axes=(None, 0))(tangents)
     else:
         # more parameters than residuals: m reverse-mode sweeps are cheaper
         r, pullback = jax.vjp(at, theta)
         jac_t = jax.vmap(pullback)(jnp.eye(m, dtype=r.dtype))[0].T
+        if basis is not None:
+            jac_t = basis.T @ jac_t
     if loss == "linear":
         return r, jac_t, None, r
     cost_terms, r_factor, j_factor = robust_scaling(loss, f_scale, r)
@@ -169,10 +175,9 @@ def chunk_sums(
     robust = loss != "linear"
 
     def sums(block):
-        r_s, jac_t, cost_terms, r = _scaled_terms(residual, theta, block, loss, f_scale)
-        # columns of J P^{-1}, unrolled so they fuse into the reduction
-        columns = [sum(jac_t[i] * inverse[i, j] for i in range(j + 1)) for j in range(p)]
-        return _pair_sums([*columns, r_s], (cost_terms, r * r) if robust else ())
+        # the columns of J P^{-1} directly: derivatives along the columns of P^{-1}
+        r_s, jac_t, cost_terms, r = _scaled_terms(residual, theta, block, loss, f_scale, inverse)
+        return _pair_sums([*jac_t, r_s], (cost_terms, r * r) if robust else ())
 
     def accumulate(total, block):
         return total + sums(block), None
