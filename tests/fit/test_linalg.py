@@ -64,3 +64,37 @@ def test_batched_triangular_inverse(n):
         X = np.asarray(jax.jit(inverse_upper)(jnp.asarray(U)))
     np.testing.assert_allclose(X, np.linalg.inv(U), rtol=1e-12, atol=1e-13)
     assert np.all(np.tril(X, -1) == 0), "upper triangular"
+
+
+def test_batched_small_helpers_equal_numpy():
+    from jaxpro.fit._linalg import (
+        all_finite,
+        column_norms,
+        dot,
+        frobenius,
+        largest,
+        matmul,
+        matvec,
+        norm,
+        rmatvec,
+    )
+
+    rng = np.random.default_rng(7)
+    A, B, v = rng.normal(size=(3, 3)), rng.normal(size=(3, 3)), rng.normal(size=3)
+    cases = {
+        "dot": (lambda: dot(v, v), v @ v),
+        "norm": (lambda: norm(v), np.linalg.norm(v)),
+        "largest": (lambda: largest(v), v.max()),
+        "matvec": (lambda: matvec(A, v), A @ v),
+        "rmatvec": (lambda: rmatvec(A, v), A.T @ v),
+        "matmul": (lambda: matmul(A, B), A @ B),
+        "frobenius": (lambda: frobenius(A), np.linalg.norm(A)),
+        "column_norms": (lambda: column_norms(A), np.linalg.norm(A, axis=0)),
+    }
+    for name, (fn, expected) in cases.items():
+        with batched():
+            got = np.asarray(jax.jit(fn)())
+        np.testing.assert_allclose(got, expected, rtol=1e-14, err_msg=name)
+    with batched():
+        assert bool(jax.jit(lambda: all_finite(A, v))())
+        assert not bool(jax.jit(lambda: all_finite(A, v.at[1].set(np.nan)))())

@@ -114,6 +114,82 @@ def _small(n: int) -> bool:
     return _BATCHED.get() and n <= JACOBI_MAX
 
 
+def _entries(v):
+    return [v[..., i] for i in range(v.shape[-1])]
+
+
+def dot(a, b):
+    """``a . b`` for vectors (a sum of products in a batch, fused with what follows)."""
+    if not _small(a.shape[-1]):
+        return jnp.dot(a, b)
+    return sum(u * w for u, w in zip(_entries(a), _entries(b), strict=True))
+
+
+def norm(v):
+    """Euclidean norm of a vector."""
+    if not _small(v.shape[-1]):
+        return jnp.linalg.norm(v)
+    return jnp.sqrt(dot(v, v))
+
+
+def largest(v):
+    """The largest entry of a vector."""
+    if not _small(v.shape[-1]):
+        return jnp.max(v)
+    entries = _entries(v)
+    out = entries[0]
+    for e in entries[1:]:
+        out = jnp.maximum(out, e)
+    return out
+
+
+def matvec(A, v):
+    """``A @ v``."""
+    if not _small(A.shape[-1]):
+        return A @ v
+    return jnp.stack([dot(A[i], v) for i in range(A.shape[0])])
+
+
+def rmatvec(A, v):
+    """``A.T @ v``."""
+    if not _small(A.shape[0]):
+        return A.T @ v
+    return jnp.stack([dot(A[:, j], v) for j in range(A.shape[1])])
+
+
+def matmul(A, B):
+    """``A @ B`` for small matrices."""
+    if not (_small(A.shape[-1]) and _small(B.shape[-1])):
+        return A @ B
+    return jnp.stack([rmatvec(B, A[i]) for i in range(A.shape[0])])
+
+
+def frobenius(A):
+    """Frobenius norm of a small matrix."""
+    if not (_small(A.shape[0]) and _small(A.shape[-1])):
+        return jnp.sqrt(jnp.sum(A * A))
+    return jnp.sqrt(sum(dot(A[i], A[i]) for i in range(A.shape[0])))
+
+
+def column_norms(A):
+    """Euclidean norms of the columns of ``A``."""
+    if not _small(A.shape[0]):
+        return jnp.sqrt(jnp.sum(A * A, axis=0))
+    return jnp.stack([norm(A[:, j]) for j in range(A.shape[1])])
+
+
+def all_finite(*arrays):
+    """Whether every entry of every array is finite (one test per fit in a batch)."""
+    flags = [jnp.isfinite(a) for a in arrays]
+    if all(f.size <= JACOBI_MAX * JACOBI_MAX for f in flags) and _BATCHED.get():
+        out = jnp.asarray(True)
+        for f in flags:
+            for e in jnp.ravel(f):
+                out = out & e
+        return out
+    return jnp.all(jnp.stack([jnp.all(f) for f in flags]))
+
+
 def cholesky_upper(S):
     """Upper-triangular ``U`` with ``U^T U = S`` (NaN where ``S`` is not positive definite)."""
     n = S.shape[-1]

@@ -24,7 +24,16 @@ import jax
 import jax.numpy as jnp
 
 from jaxpro.fit._batching import only_where
-from jaxpro.fit._linalg import inverse_upper, solve_upper, svd
+from jaxpro.fit._linalg import (
+    all_finite,
+    frobenius,
+    inverse_upper,
+    largest,
+    matvec,
+    norm,
+    solve_upper,
+    svd,
+)
 from jaxpro.fit._pass import Linearization
 from jaxpro.fit._solver import (
     RUNNING,
@@ -79,7 +88,7 @@ def _gradient_cosine(lin: Linearization, fnorm):
         / jnp.where(norms == 0, 1.0, norms)
         / jnp.where(fnorm == 0, 1.0, fnorm)
     )
-    return jnp.where(fnorm == 0, 0.0, jnp.max(jnp.where(norms == 0, 0.0, cosines)))
+    return jnp.where(fnorm == 0, 0.0, largest(jnp.where(norms == 0, 0.0, cosines)))
 
 
 def _fnorm(lin: Linearization):
@@ -92,7 +101,7 @@ def init(x0, lin0: Linearization, options: Options, lb, ub) -> SolverState:
         diag = jnp.where(norms == 0, 1.0, norms)
     else:
         diag = 1.0 / options.x_scale
-    xnorm = jnp.linalg.norm(diag * x0)
+    xnorm = norm(diag * x0)
     delta = jnp.where(xnorm == 0, _FACTOR, _FACTOR * xnorm)
     status = jnp.where(_gradient_cosine(lin0, _fnorm(lin0)) <= options.gtol, 1, RUNNING)
     status = jnp.where(lin0.finite, status, -3)
@@ -124,9 +133,9 @@ def propose(state: SolverState, options: Options, lb, ub, active=True):
     inverse = inverse_upper(scaled)
     # ||A||_F ||A^-1||_F bounds cond(A) from above: below the SVD path's rank
     # threshold 1 / (eps * n_rows) the factor is certainly of full rank
-    bound = jnp.sqrt(jnp.sum(scaled * scaled) * jnp.sum(inverse * inverse))
+    bound = frobenius(scaled) * frobenius(inverse)
     full_rank = bound * (_EPS * options.n_rows) < 0.5
-    inside = full_rank & (jnp.linalg.norm(newton) <= extra.delta) & jnp.all(jnp.isfinite(newton))
+    inside = full_rank & (norm(newton) <= extra.delta) & all_finite(newton)
     z, par = only_where(
         active & ~inside,
         _damped_step,
@@ -137,7 +146,7 @@ def propose(state: SolverState, options: Options, lb, ub, active=True):
         extra.par,
         jnp.asarray(options.n_rows, scaled.dtype),
     )
-    pnorm = jnp.linalg.norm(z)
+    pnorm = norm(z)
     delta = jnp.where(extra.first, jnp.minimum(extra.delta, pnorm), extra.delta)
     step = z / extra.diag
     proposal = _Proposal(step, pnorm, par, delta, fnorm, _gradient_cosine(lin, fnorm))
@@ -149,7 +158,7 @@ def _verdict(state: SolverState, proposal: _Proposal, trial: Linearization, opti
     fnorm = proposal.fnorm
     fnorm1 = jnp.where(trial.finite, _fnorm(trial), jnp.inf)
     actred = jnp.where(0.1 * fnorm1 < fnorm, 1.0 - (fnorm1 / fnorm) ** 2, -1.0)
-    temp1 = jnp.linalg.norm(state.lin.R @ proposal.step) / fnorm
+    temp1 = norm(matvec(state.lin.R, proposal.step)) / fnorm
     temp2 = jnp.sqrt(proposal.par) * proposal.pnorm / fnorm
     prered = temp1**2 + temp2**2 / 0.5
     dirder = -(temp1**2 + temp2**2)
@@ -190,7 +199,7 @@ def update(state: SolverState, proposal: _Proposal, trial: Linearization, option
     accept = decided(v.accept)
     x = jnp.where(accept, state.x + proposal.step, state.x)
     lin = select(accept, trial, state.lin)
-    xnorm = jnp.where(accept, jnp.linalg.norm(extra.diag * x), extra.xnorm)
+    xnorm = jnp.where(accept, norm(extra.diag * x), extra.xnorm)
 
     # MINPACK's convergence tests, then its "no further progress possible" tests
     ftol_ok = (

@@ -35,7 +35,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxpro.fit._linalg import cholesky_upper, condition_exceeds, inverse_upper, solve_upper
+from jaxpro.fit._linalg import (
+    all_finite,
+    cholesky_upper,
+    condition_exceeds,
+    inverse_upper,
+    largest,
+    matmul,
+    rmatvec,
+    solve_upper,
+)
 from jaxpro.fit._losses import robust_scaling
 
 __all__ = ["Linearization", "chunked_pass", "direct_pass"]
@@ -69,7 +78,7 @@ class Linearization(NamedTuple):
     @property
     def gradient(self) -> jax.Array:
         """``J^T r``, the gradient of the cost."""
-        return self.R.T @ self.qtr
+        return rmatvec(self.R, self.qtr)
 
 
 Residual = Callable[[jax.Array, object], jax.Array]
@@ -110,7 +119,7 @@ def _scaled_terms(residual: Residual, theta, block, loss, f_scale, basis=None):
 
 
 def _all_finite(*arrays) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
+    return all_finite(*arrays)
 
 
 def direct_pass(residual: Residual, theta, block, *, loss="linear", f_scale=1.0) -> Linearization:
@@ -248,14 +257,14 @@ def _factor_gram(G, reference, cost, chi2) -> Linearization:
     p = reference.shape[0]
     S, b = G[:p, :p], G[:p, p]
     eps = jnp.finfo(G.dtype).eps
-    scale = jnp.maximum(jnp.max(jnp.diag(S)), jnp.finfo(G.dtype).tiny)
+    scale = jnp.maximum(largest(jnp.stack([S[i, i] for i in range(p)])), jnp.finfo(G.dtype).tiny)
     eye = jnp.eye(p, dtype=G.dtype)
     C = cholesky_upper(S + (p * eps * scale) * eye)
     # Far from the answer an unpreconditioned S can be indefinite at rounding
     # level; a larger shift still yields a factor, which the repeat then refines.
     rescue = cholesky_upper(S + (1e-6 * scale) * eye)
-    C = jnp.where(jnp.all(jnp.isfinite(C)), C, rescue)
-    R = C @ reference
+    C = jnp.where(all_finite(C), C, rescue)
+    R = matmul(C, reference)
     qtr = solve_upper(C, b, transpose=True)
     ill = condition_exceeds(C, _CONDITION_LIMIT)
     finite = _all_finite(cost, R, qtr)

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxpro.fit._linalg import solve_upper
+from jaxpro.fit import _linalg
+from jaxpro.fit._linalg import all_finite, dot, solve_upper
 from jaxpro.fit._pass import Linearization
 
 # status while the loop runs; final codes follow SciPy (0 max_nfev, 1 gtol,
@@ -87,13 +88,11 @@ def final_newton_step(lin: Linearization, options: Options, verified=False):
     Returns:
         ``(step, usable)``.
     """
-    decrement = 0.5 * jnp.sum(lin.qtr**2) / jnp.maximum(lin.cost, jnp.finfo(lin.cost.dtype).tiny)
+    decrement = 0.5 * dot(lin.qtr, lin.qtr) / jnp.maximum(lin.cost, jnp.finfo(lin.cost.dtype).tiny)
     step = -solve_upper(lin.R, lin.qtr)
     dof = jnp.maximum(options.n_rows - lin.R.shape[0], 1.0)
     negligible = verified & (decrement * dof <= NEGLIGIBLE_STEP**2)
-    usable = (
-        lin.finite & ((decrement <= options.rounding) | negligible) & jnp.all(jnp.isfinite(step))
-    )
+    usable = lin.finite & ((decrement <= options.rounding) | negligible) & all_finite(step)
     return step, usable
 
 
@@ -104,7 +103,7 @@ def polished(lin: Linearization) -> Linearization:
     cost falls by ``0.5 ||qtr||^2`` (``chi2`` in proportion); ``R`` is kept (the
     step is too short to change it visibly).
     """
-    reduction = 0.5 * jnp.sum(lin.qtr**2)
+    reduction = 0.5 * dot(lin.qtr, lin.qtr)
     cost = jnp.maximum(lin.cost - reduction, 0.0)
     share = jnp.where(lin.cost > 0, cost / jnp.where(lin.cost > 0, lin.cost, 1.0), 1.0)
     return lin._replace(cost=cost, qtr=jnp.zeros_like(lin.qtr), chi2=lin.chi2 * share)
@@ -137,7 +136,7 @@ def conclude(state, x, lin, accept, status, extra, options, inside=None, ratio=N
 
 def column_norms(R: jax.Array) -> jax.Array:
     """Column norms of J, read off its triangular factor."""
-    return jnp.sqrt(jnp.sum(R * R, axis=0))
+    return _linalg.column_norms(R)
 
 
 def decided(pred):
