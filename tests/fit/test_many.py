@@ -314,3 +314,21 @@ def test_curves_where_lm_runs_out_are_retried_with_trf(curves):
         alone = jaxpro.fit_many(decay, x, Y[i : i + 1], p0=p0[i], method="trf", max_nfev=9)
         np.testing.assert_allclose(auto.values[i], alone.values[0], rtol=1e-12)
         assert auto.nfev[i] == alone.nfev[0]
+
+
+def test_unaligned_data_are_copied_aligned_once_and_give_the_same_answers(curves):
+    """XLA reads host data in place only when 64-byte aligned: an unaligned Y is copied by NumPy."""
+    from jaxpro.fit._data import device_ready
+
+    x, Y, _ = curves
+    raw = np.empty(Y.size + 1)
+    unaligned = raw[1:].reshape(Y.shape)  # 8 bytes past an aligned start, or not aligned at all
+    unaligned[...] = Y
+    ready = device_ready(unaligned)
+    assert ready.ctypes.data % 64 == 0 and ready.flags.c_contiguous
+    np.testing.assert_array_equal(ready, Y)
+    aligned = device_ready(ready)
+    assert aligned is ready, "already aligned: no copy"
+    one = jaxpro.fit_many(decay, x, unaligned, p0=(1.5, 1.0, 0.0), batch_size=8)
+    two = jaxpro.fit_many(decay, x, ready, p0=(1.5, 1.0, 0.0), batch_size=8)
+    np.testing.assert_array_equal(one.values, two.values)

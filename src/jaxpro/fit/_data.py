@@ -100,6 +100,22 @@ def _aligned_empty(n: int) -> np.ndarray:
     return raw[offset : offset + n]
 
 
+def device_ready(a: np.ndarray) -> np.ndarray:
+    """``a`` as XLA can use it in place: C-contiguous and 64-byte aligned.
+
+    Already so: ``a`` itself (placing it on the CPU device copies nothing).
+    Otherwise an aligned copy, made by NumPy: about three times faster than the
+    copy ``jax.device_put`` would make of it (which goes through a generic
+    relayout).
+    """
+    a = np.asarray(a)
+    if a.dtype != np.float64 or (a.flags.c_contiguous and a.ctypes.data % _ALIGN == 0):
+        return a
+    out = _aligned_empty(a.size).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def _rows(x: np.ndarray, fn) -> Any:
     """Apply ``fn`` to x, or to each of its rows (kept as a tuple, chunked alike)."""
     if x.ndim == 1:

@@ -26,7 +26,7 @@ from jax import lax
 
 from jaxpro import _cache
 from jaxpro._devices import compiler_options
-from jaxpro.fit._data import Layout
+from jaxpro.fit._data import Layout, device_ready
 from jaxpro.fit._linalg import svd
 from jaxpro.fit._lm import LM
 from jaxpro.fit._pass import Linearization, chunked_pass, direct_pass
@@ -496,6 +496,7 @@ def prepare_queue(program: Program, pieces, shared) -> Prepared:
         batched, vectors, knobs, todo = piece
         filled = np.zeros(size, np.int32)
         filled[: todo.size] = todo
+        batched = jax.tree.map(device_ready, batched)
         return batched, vectors, knobs, filled, np.array([todo.size], np.int32)
 
     locals_ = [local(piece) for piece in pieces]

@@ -375,7 +375,7 @@ def fit_many(
         weights = np.where(valid, 1.0 / np.where(valid, sig, 1.0), 0.0)
     if not complete:
         y = np.where(valid, y, 0.0)
-    counts = valid.sum(axis=1)
+    counts = np.full(m, n) if complete else valid.sum(axis=1)
     theta0 = _start_matrix(p0, names, m)
     lb, ub = _bound_matrices(bounds, names, m)
     settings = _api.resolve_settings(
@@ -605,6 +605,8 @@ def _start(curves: _Curves, settings, rows: np.ndarray, batch_size: int):
 
     def receive(rows_out, picked) -> dict[str, np.ndarray]:
         columns = _engine.unpack_rows(np.asarray(rows_out), p)
+        if picked.size and picked[-1] - picked[0] == picked.size - 1:  # a window: views
+            picked = slice(int(picked[0]), int(picked[-1]) + 1)
         return {k: v[picked] for k, v in columns.items()}
 
     def work(mine: list[int]):
@@ -646,7 +648,11 @@ def _weighted_spread(y: np.ndarray, weights: np.ndarray | None, rows: int = 8192
     out = np.empty(y.shape[0])
     for start in range(0, y.shape[0], rows):
         block = y[start : start + rows]
-        w2 = np.ones_like(block) if weights is None else weights[start : start + rows] ** 2
+        if weights is None:  # plain sums: half the passes over the block
+            deviation = block - block.mean(axis=1, keepdims=True)
+            out[start : start + rows] = np.einsum("ij,ij->i", deviation, deviation)
+            continue
+        w2 = weights[start : start + rows] ** 2
         total = w2.sum(axis=1)
         mean = np.einsum("ij,ij->i", w2, block) / np.where(total > 0, total, 1.0)
         deviation = block - mean[:, None]
