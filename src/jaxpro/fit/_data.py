@@ -104,9 +104,9 @@ def device_ready(a: np.ndarray) -> np.ndarray:
     """``a`` as XLA can use it in place: C-contiguous and 64-byte aligned.
 
     Already so: ``a`` itself (placing it on the CPU device copies nothing).
-    Otherwise an aligned copy, made by NumPy: about three times faster than the
-    copy ``jax.device_put`` would make of it (which goes through a generic
-    relayout).
+    Otherwise an aligned copy, made by NumPy: about twice as fast as the copy
+    ``jax.device_put`` would make of it (which goes through a generic relayout:
+    28 ms for 32,768 curves of 200 points).
     """
     a = np.asarray(a)
     if a.dtype != np.float64 or (a.flags.c_contiguous and a.ctypes.data % _ALIGN == 0):
