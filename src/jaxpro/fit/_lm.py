@@ -223,7 +223,7 @@ def update(state: SolverState, proposal: _Proposal, trial: Linearization, option
     gtol_ok = accept & (_gradient_cosine(trial, _fnorm(trial)) <= options.gtol)
     status = jnp.where((status == RUNNING) & gtol_ok, 1, status)
     extra = _Extra(diag, new_delta, new_par, xnorm, jnp.asarray(False))
-    return conclude(state, x, lin, accept, status, extra, options, ratio=v.ratio)
+    return conclude(state, x, lin, accept, status, extra, options)
 
 
 def optimality(state: SolverState, lb, ub):

@@ -58,76 +58,36 @@ class SolverState(NamedTuple):
     extra: Any  # method-specific
 
 
-# A final Gauss-Newton step shorter than this, in standard errors of the
-# parameters, is taken without a data pass to confirm it (when the last step
-# showed the quadratic model to be accurate): confirming it cannot change the
-# answer by a visible amount.
-NEGLIGIBLE_STEP = 1e-5
-# The last step's actual / predicted reduction within this of 1 verifies the model.
-MODEL_AGREEMENT = 1e-2
+def final_newton_step(lin: Linearization, options: Options):
+    """The Gauss-Newton step at a point where it can no longer be checked.
 
-
-def final_newton_step(lin: Linearization, options: Options, verified=False):
-    """The Gauss-Newton step at a point where checking it is not worth a data pass.
-
-    The full Gauss-Newton step predicts a relative reduction
-    ``decrement = 0.5 ||qtr||^2 / cost``. It is taken without a pass, and the
-    fit stops, when
-
-    - ``decrement`` is below the cost's rounding: another pass could not tell
-      whether the step helps, and the linear model is exact to far better than
-      that at this scale; or
-    - the last step's actual reduction matched the model's prediction
-      (``verified``) and the step moves the parameters by less than
-      :data:`NEGLIGIBLE_STEP` standard errors: its length in standard errors is
-      ``sqrt(decrement * dof)``, and where the model has just been shown
-      accurate the step is right to far better than its own length.
-
-    Either way one pass is saved and the last digits are gained, not left.
+    When the full Gauss-Newton step's predicted reduction, ``0.5 ||qtr||^2``,
+    is below the cost's rounding, another data pass could not tell whether it
+    helps; the linear model is exact to far better than that at this scale, so
+    the step is taken without a pass and the fit stops (one pass saved, and the
+    last digits gained rather than left on the table).
 
     Returns:
         ``(step, usable)``.
     """
     decrement = 0.5 * dot(lin.qtr, lin.qtr) / jnp.maximum(lin.cost, jnp.finfo(lin.cost.dtype).tiny)
     step = -solve_upper(lin.R, lin.qtr)
-    dof = jnp.maximum(options.n_rows - lin.R.shape[0], 1.0)
-    negligible = verified & (decrement * dof <= NEGLIGIBLE_STEP**2)
-    usable = lin.finite & ((decrement <= options.rounding) | negligible) & all_finite(step)
+    usable = lin.finite & (decrement <= options.rounding) & all_finite(step)
     return step, usable
 
 
-def polished(lin: Linearization) -> Linearization:
-    """``lin`` after its full Gauss-Newton step, as the linear model predicts it.
-
-    The step solves ``R s = -qtr``, so the projected residual vanishes and the
-    cost falls by ``0.5 ||qtr||^2`` (``chi2`` in proportion); ``R`` is kept (the
-    step is too short to change it visibly).
-    """
-    reduction = 0.5 * dot(lin.qtr, lin.qtr)
-    cost = jnp.maximum(lin.cost - reduction, 0.0)
-    share = jnp.where(lin.cost > 0, cost / jnp.where(lin.cost > 0, lin.cost, 1.0), 1.0)
-    return lin._replace(cost=cost, qtr=jnp.zeros_like(lin.qtr), chi2=lin.chi2 * share)
-
-
-def conclude(state, x, lin, accept, status, extra, options, inside=None, ratio=None) -> SolverState:
+def conclude(state, x, lin, accept, status, extra, options, inside=None) -> SolverState:
     """The state after a trial: take the final Gauss-Newton step where it applies, count.
 
     Args:
         inside: optional ``inside(x) -> bool``; the final step is taken only where true
             (TRF keeps iterates strictly feasible).
-        ratio: the trial's actual / predicted reduction, if the method has one
-            (an accepted trial with a ratio near 1 verifies the quadratic model).
     """
-    verified = False
-    if ratio is not None:
-        verified = accept & (jnp.abs(ratio - 1.0) <= MODEL_AGREEMENT)
-    newton, usable = final_newton_step(lin, options, verified)
+    newton, usable = final_newton_step(lin, options)
     polish = accept & usable
     if inside is not None:
         polish = polish & inside(x + newton)
-    polish = decided(polish)
     x = jnp.where(polish, x + newton, x)
-    lin = select(polish, polished(lin), lin)
     status = jnp.where(polish & (status == RUNNING), 2, status)
     return SolverState(
         x, lin, state.nfev + 1, state.njev + accept, state.nit + accept, status, extra

@@ -218,15 +218,7 @@ def update(state: SolverState, proposal: _Proposal, trial: Linearization, option
     )
     extra = _Extra(scale_inv, Delta, alpha)
     return conclude(
-        state,
-        x,
-        lin,
-        accept,
-        status,
-        extra,
-        options,
-        inside=lambda z: jnp.all((z > lb) & (z < ub)),
-        ratio=ratio,
+        state, x, lin, accept, status, extra, options, inside=lambda z: jnp.all((z > lb) & (z < ub))
     )
 
 
