@@ -173,11 +173,9 @@ def build(
 
     def in_place(a: np.ndarray) -> np.ndarray:
         nonlocal copied
-        part = a[body]
-        if part.ctypes.data % _ALIGN or not part.flags.c_contiguous:
-            aligned = _aligned_empty(part.shape[0])
-            aligned[:] = part
-            part, copied = aligned, True
+        view = a[body]
+        part = device_ready(view)
+        copied = copied or part is not view
         return part.reshape(body_chunks, chunk)
 
     rest = np.r_[0:head, body.stop : n]
