@@ -118,10 +118,6 @@ def _scaled_terms(residual: Residual, theta, block, loss, f_scale, basis=None):
     return r * r_factor, jac_t * j_factor, cost_terms, r
 
 
-def _all_finite(*arrays) -> jax.Array:
-    return all_finite(*arrays)
-
-
 def direct_pass(residual: Residual, theta, block, *, loss="linear", f_scale=1.0) -> Linearization:
     """Householder QR of ``[J | r]`` over the whole block.
 
@@ -140,7 +136,7 @@ def direct_pass(residual: Residual, theta, block, *, loss="linear", f_scale=1.0)
         stacked = jnp.pad(stacked, ((0, p + 1 - stacked.shape[0]), (0, 0)))
     full = jnp.linalg.qr(stacked, mode="r")
     R, qtr = full[:p, :p], full[:p, p]
-    finite = _all_finite(cost, R, qtr)
+    finite = all_finite(cost, R, qtr)
     return Linearization(cost, R, qtr, chi2, finite, jnp.asarray(False))
 
 
@@ -267,5 +263,5 @@ def _factor_gram(G, reference, cost, chi2) -> Linearization:
     R = matmul(C, reference)
     qtr = solve_upper(C, b, transpose=True)
     ill = condition_exceeds(C, _CONDITION_LIMIT)
-    finite = _all_finite(cost, R, qtr)
+    finite = all_finite(cost, R, qtr)
     return Linearization(cost, R, qtr, chi2, finite, ill & finite)
