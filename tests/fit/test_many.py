@@ -332,3 +332,77 @@ def test_unaligned_data_are_copied_aligned_once_and_give_the_same_answers(curves
     one = jaxpro.fit_many(decay, x, unaligned, p0=(1.5, 1.0, 0.0), batch_size=8)
     two = jaxpro.fit_many(decay, x, ready, p0=(1.5, 1.0, 0.0), batch_size=8)
     np.testing.assert_array_equal(one.values, two.values)
+
+
+def test_spread_for_r_squared_in_cache_sized_blocks_matches_numpy():
+    """Several blocks and a partial last one, with and without weights (some zero)."""
+    rng = np.random.default_rng(3)
+    y = rng.normal(5.0, 2.0, (1_300, 120))  # blocks of 546 rows: 546 + 546 + 208
+    weights = rng.uniform(0.5, 2.0, y.shape) * (rng.random(y.shape) > 0.1)
+    plain = np.sum((y - y.mean(axis=1, keepdims=True)) ** 2, axis=1)
+    np.testing.assert_allclose(_many._weighted_spread(y, None), plain, rtol=1e-12)
+    w2 = weights**2
+    mean = np.sum(w2 * y, axis=1, keepdims=True) / np.sum(w2, axis=1, keepdims=True)
+    weighted = np.sum(w2 * (y - mean) ** 2, axis=1)
+    np.testing.assert_allclose(_many._weighted_spread(y, weights), weighted, rtol=1e-12)
+
+
+def test_a_row_whose_sum_overflows_keeps_all_its_points(curves):
+    """The quick completeness test (row sums) defers to the exact one when a sum overflows."""
+    x, Y, _ = curves
+    Y = Y[:3].copy()
+    Y[1, :2] = 1e308  # finite, but the row's sum is inf
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0))
+    np.testing.assert_array_equal(result.n, [N, N, N])  # no point taken for missing
+    assert result.converged[[0, 2]].all()
+
+
+def test_missing_points_found_by_the_exact_test(curves):
+    """NaN and infinity mark missing points: the row-sum test sends them to the exact one."""
+    x, Y, _ = curves
+    Y = Y[:3].copy()
+    Y[0, 5] = np.nan
+    Y[2, 7] = np.inf
+    result = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0))
+    np.testing.assert_array_equal(result.n, [N - 1, N, N - 1])
+    assert result.converged.all()
+
+
+def test_countdown_counts_each_thread_once():
+    countdown = _many._Countdown(2)
+    first, second = countdown.arrival(), countdown.arrival()
+    first()
+    first()  # a second call from the same thread does not count
+    assert not countdown.wait(timeout=0.01)
+    second()
+    assert countdown.wait(timeout=0.01)
+    assert _many._Countdown(0).wait(timeout=0.01)
+
+
+def test_a_failing_call_releases_the_waiting_host_work(curves, monkeypatch):
+    """Host work waits for every thread's first launch; a thread that fails first must not hang it."""
+    import threading
+
+    from jaxpro.fit import _engine
+
+    x, Y, _ = curves
+
+    def broken(prepared):
+        raise RuntimeError("launch failed")
+
+    monkeypatch.setattr(_many, "_workers", lambda devices, curves: 2)
+    monkeypatch.setattr(_engine, "launch", broken)
+    outcome = {}
+
+    def run():
+        try:
+            jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0))
+        except RuntimeError as error:
+            outcome["error"] = str(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "fit_many hung after a failed launch"
+    assert outcome == {"error": "launch failed"}
