@@ -1,6 +1,9 @@
-"""Per-program XLA options: 512-bit vectors only where the CPU has AVX-512."""
+"""Per-program XLA options: no YNNPACK fusions on CPU, 512-bit vectors only where the CPU has AVX-512."""
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
 
 from jaxpro import _devices
 
@@ -8,9 +11,40 @@ from jaxpro import _devices
 def test_wide_vectors_only_on_avx512_cpus(monkeypatch):
     assert jax.default_backend() == "cpu"  # the suite runs on CPU (no accelerator needed)
     monkeypatch.setattr(_devices, "_cpu_has_avx512", lambda: True)
-    assert _devices.compiler_options() == {"xla_cpu_prefer_vector_width": 512}
+    assert _devices.compiler_options()["xla_cpu_prefer_vector_width"] == 512
     monkeypatch.setattr(_devices, "_cpu_has_avx512", lambda: False)
-    assert _devices.compiler_options() == {}
+    assert "xla_cpu_prefer_vector_width" not in _devices.compiler_options()
+
+
+def test_library_fusions_are_off_and_xla_accepts_every_option():
+    """The options compile as they are on this JAX: none is dropped as unknown."""
+    assert _devices.compiler_options()["xla_cpu_experimental_ynn_fusion_type"] == ""
+    lowered = jax.jit(lambda a: jnp.sum(a * a, axis=1)).lower(jnp.ones((64, 3)))
+    compiled = _devices.compile_lowered(lowered)
+    assert _devices._unsupported == set()
+    assert "ynn" not in compiled.as_text()  # a plain XLA loop, not a YNNPACK call
+    np.testing.assert_allclose(np.asarray(compiled(jnp.ones((64, 3)))), 3.0, rtol=0)
+
+
+def test_an_option_this_xla_rejects_is_left_out_and_remembered(monkeypatch):
+    monkeypatch.setattr(_devices, "_unsupported", set())
+    real = _devices.compiler_options
+    monkeypatch.setattr(
+        _devices, "compiler_options", lambda: {**real(), "xla_cpu_no_such_option_at_all": True}
+    )
+    lowered = jax.jit(lambda a: a + 1.0).lower(jnp.zeros(3))
+    compiled = _devices.compile_lowered(lowered)
+    np.testing.assert_array_equal(np.asarray(compiled(jnp.zeros(3))), 1.0)
+    assert _devices._unsupported == {"xla_cpu_no_such_option_at_all"}
+
+
+def test_other_compile_errors_are_not_swallowed(monkeypatch):
+    class Failing:
+        def compile(self, compiler_options):
+            raise RuntimeError("out of memory while compiling")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        _devices.compile_lowered(Failing())
 
 
 def test_cpu_flags_are_read_from_proc_cpuinfo():

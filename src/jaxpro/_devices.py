@@ -62,15 +62,51 @@ def _cpu_has_avx512() -> bool:
     return False
 
 
-def compiler_options() -> dict[str, int]:
+# XLA hands some reductions to the YNNPACK library ("ynn" fusions). Over the
+# short rows of a batch of small fits its call costs about 4x XLA's own loop
+# (205 vs 54 us for 32,768 rows of 3 values, AMD EPYC), and a loop holding a
+# library call cannot be compiled into one kernel. An empty list turns them off.
+_NO_LIBRARY_FUSIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+# options this XLA rejected (an experimental one may be renamed): not asked for again
+_unsupported: set[str] = set()
+
+
+def compiler_options() -> dict[str, int | str]:
     """XLA options for jaxpro's own programs on this machine (per program, never process-wide).
 
-    On CPUs with AVX-512, XLA still emits 256-bit vectors by default; asking
-    for 512-bit ones made a ``fit_many`` of 100,000 curves 13% faster (587 ms
-    -> 510 ms, AMD EPYC, 2 cores). Elsewhere nothing is changed.
+    On the CPU backend: no library (YNNPACK) fusions, see ``_NO_LIBRARY_FUSIONS``;
+    and, on CPUs with AVX-512, 512-bit vectors, which XLA does not emit by
+    default (a ``fit_many`` of 100,000 curves 13% faster, 587 ms -> 510 ms, AMD
+    EPYC, 2 cores). Other backends get nothing.
     """
     import jax
 
-    if jax.default_backend() == "cpu" and _cpu_has_avx512():
-        return {"xla_cpu_prefer_vector_width": 512}
-    return {}
+    if jax.default_backend() != "cpu":
+        return {}
+    options: dict[str, int | str] = dict(_NO_LIBRARY_FUSIONS)
+    if _cpu_has_avx512():
+        options["xla_cpu_prefer_vector_width"] = 512
+    return {key: value for key, value in options.items() if key not in _unsupported}
+
+
+def compile_lowered(lowered):
+    """``lowered.compile()`` with :func:`compiler_options`, leaving out any this XLA rejects.
+
+    Args:
+        lowered: a ``jax.stages.Lowered``.
+
+    Returns:
+        The ``jax.stages.Compiled`` program.
+    """
+    options = compiler_options()
+    while True:
+        try:
+            return lowered.compile(compiler_options=options)
+        except Exception as error:  # JaxRuntimeError (INVALID_ARGUMENT) names the option
+            rejected = [
+                key for key in options if f"option {key}" in str(error) or f"'{key}'" in str(error)
+            ]
+            if not rejected:
+                raise
+            _unsupported.update(rejected)
+            options = {key: value for key, value in options.items() if key not in rejected}
