@@ -334,6 +334,30 @@ def test_unaligned_data_are_copied_aligned_once_and_give_the_same_answers(curves
     np.testing.assert_array_equal(one.values, two.values)
 
 
+def test_a_window_copy_holds_only_the_rows_its_fits_read(curves, monkeypatch):
+    """An unaligned window is copied row range by row range; the other rows read as zeros."""
+    from jaxpro.fit._data import device_ready_rows
+
+    x, Y, _ = curves
+    raw = np.empty(Y.size + 1)
+    unaligned = raw[1:].reshape(Y.shape)
+    unaligned[...] = Y
+    part = device_ready_rows(unaligned, slice(10, 25))
+    assert part.ctypes.data % 64 == 0 and part.shape == Y.shape
+    np.testing.assert_array_equal(part[10:25], Y[10:25])
+    assert not part[:10].any() and not part[25:].any()
+    aligned = device_ready_rows(part, slice(0, 5))
+    assert aligned is part, "already aligned: no copy"
+    # calls over windows whose fits use part of the rows: the same fits as one call
+    monkeypatch.setattr(_many, "CALL_CURVES", 16)
+    monkeypatch.setattr(_many, "_workers", lambda devices, curves: 1)
+    windows = jaxpro.fit_many(decay, x, unaligned, p0=(1.5, 1.0, 0.0), batch_size=8)
+    monkeypatch.undo()
+    whole = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=8)
+    np.testing.assert_allclose(windows.values, whole.values, rtol=1e-12)
+    np.testing.assert_array_equal(windows.nfev, whole.nfev)
+
+
 def test_spread_for_r_squared_in_cache_sized_blocks_matches_numpy():
     """Several blocks and a partial last one, with and without weights (some zero)."""
     rng = np.random.default_rng(3)

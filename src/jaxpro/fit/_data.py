@@ -116,6 +116,23 @@ def device_ready(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def device_ready_rows(a: np.ndarray, used: slice) -> np.ndarray:
+    """:func:`device_ready` of ``a``, copying only rows ``used`` (the others read as zeros).
+
+    For a window of rows of which a program reads only some: an aligned copy
+    then writes (and faults in) only those, while the rest of the buffer stays
+    untouched zero pages.
+    """
+    a = np.asarray(a)
+    if a.dtype != np.float64 or (a.flags.c_contiguous and a.ctypes.data % _ALIGN == 0):
+        return a
+    raw = np.zeros(a.size + _ALIGN // 8, dtype=np.float64)  # calloc: pages zeroed on first touch
+    offset = (-raw.ctypes.data % _ALIGN) // 8
+    out = raw[offset : offset + a.size].reshape(a.shape)
+    out[used] = a[used]
+    return out
+
+
 def _rows(x: np.ndarray, fn) -> Any:
     """Apply ``fn`` to x, or to each of its rows (kept as a tuple, chunked alike)."""
     if x.ndim == 1:

@@ -26,7 +26,7 @@ from jax import lax
 
 from jaxpro import _cache
 from jaxpro._devices import compile_lowered
-from jaxpro.fit._data import Layout, device_ready
+from jaxpro.fit._data import Layout, device_ready_rows
 from jaxpro.fit._linalg import svd
 from jaxpro.fit._lm import LM
 from jaxpro.fit._pass import Linearization, chunked_pass, direct_pass
@@ -516,9 +516,11 @@ def prepare_queue(program: Program, pieces, shared) -> Prepared:
 
     def local(piece):
         batched, vectors, knobs, todo = piece
-        filled = np.zeros(size, np.int32)
+        # idle slots read the first fit's row; copies need only the rows fits use
+        filled = np.full(size, todo[0] if todo.size else 0, np.int32)
         filled[: todo.size] = todo
-        batched = jax.tree.map(device_ready, batched)
+        used = slice(int(todo.min()), int(todo.max()) + 1) if todo.size else slice(0, 0)
+        batched = jax.tree.map(lambda a: device_ready_rows(a, used), batched)
         return batched, vectors, knobs, filled, np.array([todo.size], np.int32)
 
     locals_ = [local(piece) for piece in pieces]
