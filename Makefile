@@ -1,8 +1,11 @@
 # jaxpro developer commands (GNU make).
 #
 #   make demo       create .venv, install jaxpro, run `jaxpro demo`
-#   make test       create .venv, install jaxpro[test], run the default test suite
+#   make test       create .venv from the lock, run the default test suite (the CI gate)
 #   make test-slow  the slow tests only (pytest -m slow)
+#   make test-random  the default suite in a random order (SEED=n to repeat one)
+#   make test-latest  the default suite against the newest releases (.venv-latest, not the gate)
+#   make lock       re-resolve requirements/lock-py312-linux.txt on purpose (uv)
 #   make lint       ruff check + ruff format --check
 #   make bench      the curve-fitting benchmark (installs the bench extra)
 #   make clean      remove .venv and caches
@@ -20,6 +23,14 @@ VENV := .venv
 VENV_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
+# The test gate installs exact versions from this lock (resolved for CPython 3.12 on
+# x86-64 Linux by `make lock`), so an upstream release cannot turn CI red overnight.
+# Users' `pip install jaxpro` keeps the lower-bounded ranges of pyproject.toml.
+LOCK := requirements/lock-py312-linux.txt
+PINS := requirements/pins.txt
+LATEST := .venv-latest
+TOOLS := .venv-tools
+PYTEST_ARGS ?=
 
 # First candidate that exists and is Python >= 3.12.
 ifndef PYTHON
@@ -34,10 +45,10 @@ PYTHON := $(shell \
   done)
 endif
 
-.PHONY: help venv demo test test-slow lint bench clean
+.PHONY: help venv demo test test-slow test-random test-latest lock lint bench clean
 
 help:
-	@sed -n '3,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
 
 $(VENV_PY):
 	@if [ -z "$(PYTHON)" ]; then \
@@ -52,13 +63,18 @@ $(VENV_PY):
 	"$(PYTHON)" -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet --upgrade pip
 
-# Reinstalls only when pyproject.toml changes (or the venv is new).
-$(STAMP): pyproject.toml | $(VENV_PY)
-	$(VENV_PY) -m pip install --quiet -e ".[test]"
+# Reinstalls only when pyproject.toml or the lock changes (or the venv is new).
+# Exact versions from the lock, then jaxpro itself without resolving anything else;
+# `pip check` fails when the lock no longer satisfies pyproject.toml (run `make lock`).
+$(STAMP): pyproject.toml $(LOCK) | $(VENV_PY)
+	$(VENV_PY) -m pip install --quiet -r $(LOCK)
+	$(VENV_PY) -m pip install --quiet --no-deps -e .
+	$(VENV_PY) -m pip check
 	@touch $@
 
-$(BENCH_STAMP): pyproject.toml | $(VENV_PY)
-	$(VENV_PY) -m pip install --quiet -e ".[test,bench]"
+# The peers of the benchmarks, with the locked versions held as constraints.
+$(BENCH_STAMP): $(STAMP)
+	$(VENV_PY) -m pip install --quiet -c $(LOCK) -e ".[test,bench]"
 	@touch $@
 
 venv: $(STAMP)
@@ -70,7 +86,29 @@ test: venv
 	$(VENV_PY) -m pytest -q -m "not slow"
 
 test-slow: venv
-	$(VENV_PY) -m pytest -q -m slow || [ $$? -eq 5 ]  # 5: no slow tests collected
+	$(VENV_PY) -m pytest -q -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no slow tests collected
+
+# pytest-randomly is installed but off by default (addopts has -p no:randomly);
+# -p randomly turns it back on. The seed is printed in the header; SEED=n repeats it.
+test-random: venv
+	$(VENV_PY) -m pytest -q -m "not slow" -p randomly $(if $(SEED),--randomly-seed=$(SEED),) $(PYTEST_ARGS)
+
+# The newest releases that satisfy pyproject.toml, ignoring the lock and its pins: run
+# this when refreshing the lock and say what changed. Reinstalled (upgraded) every time.
+test-latest: | $(VENV_PY)
+	@[ -x $(LATEST)/bin/python ] || "$(PYTHON)" -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[test]"
+	$(LATEST)/bin/python -m pip freeze --exclude-editable | grep -iE '^(jax|jaxlib|numpyro|numpy|scipy)=='
+	JAXPRO_UNLOCKED=1 $(LATEST)/bin/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# Re-resolve the lock on purpose (uv, in its own venv): newest releases allowed by
+# pyproject.toml, except what requirements/pins.txt holds back. Then run `make test`.
+lock: | $(VENV_PY)
+	@[ -x $(TOOLS)/bin/uv ] || { "$(PYTHON)" -m venv $(TOOLS) && $(TOOLS)/bin/python -m pip install --quiet uv; }
+	$(TOOLS)/bin/uv pip compile pyproject.toml --extra test --constraint $(PINS) \
+	  --upgrade --python-version 3.12 --python-platform x86_64-manylinux_2_28 --no-annotate \
+	  --custom-compile-command "make lock" --output-file $(LOCK)
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -80,5 +118,5 @@ bench: $(BENCH_STAMP)
 	$(VENV_PY) benchmarks/fit_bench.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist
+	rm -rf $(VENV) $(LATEST) $(TOOLS) .pytest_cache .ruff_cache .hypothesis build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -3,7 +3,20 @@
 import os
 from pathlib import Path
 
+import jax
 import pytest
+
+# One JAX configuration for every selection and order of tests. Before this, it
+# depended on which modules pytest collected: a module that built a JAX array at
+# import started the backend with one CPU device, and a module that enabled float64
+# at import flipped the global flag, so the full suite ran the Bayes tests with one
+# device (chains vectorised) and `pytest tests/cli` with four (chains in parallel):
+# different programs, different draws, and a demo that passed alone failed in the
+# full run. Here the flag is set and the backend started (JAX's default: one CPU
+# device) before any test module is imported. Tests that need other devices run
+# in a subprocess.
+jax.config.update("jax_enable_x64", True)
+jax.devices()
 
 # Keep compiled programs between local runs without touching the user's cache;
 # a fresh clone (CI) starts empty and measures the real compile times.

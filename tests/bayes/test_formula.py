@@ -14,7 +14,12 @@ jax.config.update("jax_enable_x64", True)
 
 from jaxpro.bayes._families import FAMILIES, family_named  # noqa: E402
 from jaxpro.bayes._formula import build_design, parse_formula  # noqa: E402
-from jaxpro.bayes._glm import choose_centring, informativeness, make_model  # noqa: E402
+from jaxpro.bayes._glm import (  # noqa: E402
+    choose_centring,
+    column_informativeness,
+    informativeness,
+    make_model,
+)
 from jaxpro.errors import InputError  # noqa: E402
 
 GAUSSIAN = FAMILIES["gaussian"]
@@ -343,6 +348,39 @@ def test_centring_follows_how_informative_groups_are():
     assert informativeness(weak)[0] < 1.0
     assert choose_centring(strong)[0] == (True,)
     assert choose_centring(weak)[0] == (False,)
+
+
+def test_each_column_of_a_group_term_is_judged_and_the_weakest_decides():
+    """Oracle: the simulated ratios tau_j^2 / se_j^2 (se from the known noise and design)."""
+    rng = np.random.default_rng(3)
+    groups, rows, noise = 400, 10, 1.0
+    x = np.tile(np.linspace(-1.0, 1.0, rows), groups)  # centred: intercept and slope uncorrelated
+    g = np.repeat(np.arange(groups), rows)
+    tau = np.array([1.0, 0.3])  # intercept strongly, slope weakly informed
+    effects = rng.normal(0, 1, (groups, 2)) * tau
+    y = 2.0 + effects[g, 0] + (0.5 + effects[g, 1]) * x + rng.normal(0, noise, g.size)
+    frame = pd.DataFrame({"y": y, "x": x, "g": g.astype(str)})
+    design = build_design("y ~ x + (1 + x | g)", frame, GAUSSIAN)
+    se2 = noise**2 * np.array([1 / rows, 1 / np.sum(np.linspace(-1.0, 1.0, rows) ** 2)])
+    truth = tau**2 / se2  # 10 and 0.24
+    intercept, slope = column_informativeness(design)[0]
+    assert intercept == pytest.approx(truth[0], rel=0.25)
+    assert slope == pytest.approx(truth[1], abs=0.25)
+    assert informativeness(design)[0] == slope
+    centred, reasons = choose_centring(design)
+    assert centred == (False,)  # the weak slope decides, though the intercept alone would centre
+    assert f"Intercept {intercept:.3g}, x {slope:.3g}" in reasons[0] and "non-centred" in reasons[0]
+    # an intercept-only term over the same groups is centred
+    alone = build_design("y ~ x + (1 | g)", frame, GAUSSIAN)
+    assert choose_centring(alone)[0] == (True,)
+
+
+def test_informativeness_is_nan_when_too_few_groups_determine_their_coefficients():
+    frame = pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0], "x": [0.0, 1.0, 2.0, 2.0], "g": list("aabc")})
+    design = build_design("y ~ x + (1 + x | g)", frame, GAUSSIAN)  # only group a has 2 x values
+    assert np.isnan(informativeness(design)[0])
+    centred, reasons = choose_centring(design)
+    assert centred == (False,) and "too few groups" in reasons[0]
 
 
 def _log_density(model, kwargs, point):

@@ -133,6 +133,7 @@ def test_least_squares_matches_scipy_with_bounds():
     )
     np.testing.assert_allclose(ours.x, ref.x, rtol=1e-8)
     assert ours.success and ours.status in (1, 2, 3, 4)
+    # exact: discrete, and the solution lies on the bound p[1] = 1.5 (not near a tie)
     np.testing.assert_array_equal(ours.active_mask, ref.active_mask)
     np.testing.assert_allclose(ours.jac, ref.jac, rtol=1e-6)
     np.testing.assert_allclose(ours.cost, ref.cost, rtol=1e-8)

@@ -37,12 +37,17 @@ def _state(R, qtr, delta, diag=None, par=0.0):
     return SolverState(jnp.zeros(p), lin, one, one, one, jnp.asarray(-100, jnp.int32), extra)
 
 
-OPTIONS = Options(1e-15, 1e-15, 1e-15, jnp.asarray(100), jnp.ones(3), True, jnp.asarray(50.0))
+def _options():
+    # built in the test, not at import: a JAX array at collection would start the backend
+    # with one CPU device before any test could choose (see tests/conftest.py)
+    return Options(1e-15, 1e-15, 1e-15, jnp.asarray(100), jnp.ones(3), True, jnp.asarray(50.0))
+
+
 INF = jnp.full(3, jnp.inf)
 
 
 def propose(state, active=True):
-    return jax.jit(lambda s: _lm.propose(s, OPTIONS, -INF, INF, active))(state)
+    return jax.jit(lambda s: _lm.propose(s, _options(), -INF, INF, active))(state)
 
 
 def svd_path(state):
@@ -91,7 +96,7 @@ def test_batched_proposals_equal_single_ones_and_skip_inactive_fits():
     stacked = jax.tree.map(lambda *v: jnp.stack(v), *states)
     active = jnp.array([True, True, True, False])
     with _linalg.batched():
-        batch = jax.jit(jax.vmap(lambda s, a: _lm.propose(s, OPTIONS, -INF, INF, a)[1]))(
+        batch = jax.jit(jax.vmap(lambda s, a: _lm.propose(s, _options(), -INF, INF, a)[1]))(
             stacked, active
         )
     for k in range(3):

@@ -76,7 +76,10 @@ def test_calls_over_windows_of_the_data_give_the_same_answer(curves, monkeypatch
     # 30-45, then 44-59 of which 45-59 are to do)
     monkeypatch.setattr(_many, "CALL_CURVES", 16)
     split = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=8)
-    np.testing.assert_allclose(split.values, whole.values, rtol=1e-12)  # same iterations
+    # different programs (call widths), so values within 1e-12; the evaluation counts and
+    # statuses are discrete and equal: a rounding-level difference could move them only
+    # by landing exactly on a stopping threshold, and none of these curves sits on one
+    np.testing.assert_allclose(split.values, whole.values, rtol=1e-12)
     np.testing.assert_array_equal(split.nfev, whole.nfev)
     np.testing.assert_array_equal(split.status, whole.status)
 
@@ -91,7 +94,8 @@ def test_host_threads_give_the_same_answers(curves, monkeypatch):
     threaded = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=8)
     assert threaded.plan.settings["host_threads"] == 3
     assert any("3 host threads" in reason for reason in threaded.plan.reasons)
-    np.testing.assert_allclose(threaded.values, alone.values, rtol=1e-12)  # same iterations
+    # values within 1e-12 (different call widths); counts discrete, as in the test above
+    np.testing.assert_allclose(threaded.values, alone.values, rtol=1e-12)
     np.testing.assert_array_equal(threaded.nfev, alone.nfev)
     np.testing.assert_array_equal(threaded.status, alone.status)
 
@@ -156,7 +160,7 @@ def test_four_devices_equal_one_device(curves, tmp_path):
     assert sharded["devices"] == 4
     np.testing.assert_allclose(sharded["values"], single.values, rtol=1e-10)
     np.testing.assert_allclose(sharded["stderr"], single.stderr, rtol=1e-8)
-    np.testing.assert_array_equal(sharded["nfev"], single.nfev)
+    np.testing.assert_array_equal(sharded["nfev"], single.nfev)  # discrete: see above
 
 
 def test_ragged_lengths_and_missing_points(curves):
@@ -309,6 +313,7 @@ def test_curves_where_lm_runs_out_are_retried_with_trf(curves):
     auto = jaxpro.fit_many(decay, x, Y, p0=p0, max_nfev=9)
     assert "TRF for 2 curve(s)" in auto.plan.settings["method"]
     kept = np.setdiff1d(np.arange(10), failed)
+    # exact: the kept curves' answers come from the very LM program both calls ran
     np.testing.assert_array_equal(auto.values[kept], lm.values[kept])
     for i in failed:
         alone = jaxpro.fit_many(decay, x, Y[i : i + 1], p0=p0[i], method="trf", max_nfev=9)
@@ -331,6 +336,7 @@ def test_unaligned_data_are_copied_aligned_once_and_give_the_same_answers(curves
     assert aligned is ready, "already aligned: no copy"
     one = jaxpro.fit_many(decay, x, unaligned, p0=(1.5, 1.0, 0.0), batch_size=8)
     two = jaxpro.fit_many(decay, x, ready, p0=(1.5, 1.0, 0.0), batch_size=8)
+    # exact: the same program on the same numbers; only where they lie in memory differs
     np.testing.assert_array_equal(one.values, two.values)
 
 
@@ -355,7 +361,7 @@ def test_a_window_copy_holds_only_the_rows_its_fits_read(curves, monkeypatch):
     monkeypatch.undo()
     whole = jaxpro.fit_many(decay, x, Y, p0=(1.5, 1.0, 0.0), batch_size=8)
     np.testing.assert_allclose(windows.values, whole.values, rtol=1e-12)
-    np.testing.assert_array_equal(windows.nfev, whole.nfev)
+    np.testing.assert_array_equal(windows.nfev, whole.nfev)  # discrete: see above
 
 
 def test_spread_for_r_squared_in_cache_sized_blocks_matches_numpy():

@@ -23,14 +23,17 @@ __all__ = ["DEMOS", "Demo", "demo"]
 
 @dataclass(frozen=True)
 class Demo:
-    """One demo: ``run(echo)`` prints what it does through ``echo`` and returns a Result."""
+    """One demo: ``run(echo, seed)`` prints what it does through ``echo`` and returns a Result.
+
+    ``seed`` is the sampler's random seed (the Bayesian demos; the fit demo is deterministic).
+    """
 
     name: str
     description: str
-    run: Callable[[Callable[[str], None]], Any]
+    run: Callable[[Callable[[str], None], int], Any]
 
 
-def _fit_demo(echo: Callable[[str], None]):
+def _fit_demo(echo: Callable[[str], None], seed: int = 0):
     from jaxpro.cli.fit import run_fit
 
     model = "A*exp(-t/tau) + B"
@@ -72,7 +75,7 @@ def _eight_schools_centred(J, sigma, y=None):
         numpyro.sample("y", dist.Normal(theta, sigma), obs=y)
 
 
-def _bayes_demo(echo: Callable[[str], None]):
+def _bayes_demo(echo: Callable[[str], None], seed: int = 0):
     import numpy as np
 
     import jaxpro
@@ -91,11 +94,12 @@ def _bayes_demo(echo: Callable[[str], None]):
         J=len(EIGHT_SCHOOLS_EFFECT),
         sigma=np.array(EIGHT_SCHOOLS_SE),
         y=np.array(EIGHT_SCHOOLS_EFFECT),
+        seed=seed,
         progress=False,
     )
 
 
-def _formula_demo(echo: Callable[[str], None]):
+def _formula_demo(echo: Callable[[str], None], seed: int = 0):
     import numpy as np
     import pandas as pd
 
@@ -126,7 +130,9 @@ def _formula_demo(echo: Callable[[str], None]):
         "jaxpro parses the formula, builds the model with correlated subject effects and scaled"
         " priors, and samples and checks it:"
     )
-    return jaxpro.bayes.fit("reaction ~ days + (1 + days | subject)", frame, progress=False)
+    return jaxpro.bayes.fit(
+        "reaction ~ days + (1 + days | subject)", frame, seed=seed, progress=False
+    )
 
 
 #: Every demo, in the order ``jaxpro demo`` runs them.
@@ -146,8 +152,15 @@ DEMOS: dict[str, Demo] = {
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON {name: result}.")
 @click.option("--no-plot", is_flag=True, help="With --out, do not draw the plots.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Random seed of the samplers (bayes, formula).",
+)
 @debug_option
-def demo(names: tuple[str, ...], out: str | None, as_json: bool, no_plot: bool) -> None:
+def demo(names: tuple[str, ...], out: str | None, as_json: bool, no_plot: bool, seed: int) -> None:
     """Run the demos on bundled data (all of them by default).
 
     \b
@@ -163,7 +176,7 @@ def demo(names: tuple[str, ...], out: str | None, as_json: bool, no_plot: bool) 
     for i, entry in enumerate(chosen):
         if i and not as_json:
             click.echo()
-        result = entry.run(lambda text: info(text, json_output=as_json))
+        result = entry.run(lambda text: info(text, json_output=as_json), seed)
         if as_json:
             results[entry.name] = result.to_dict()
         else:
