@@ -1,6 +1,6 @@
 # jaxpro developer commands (GNU make).
 #
-#   make demo       create .venv, install jaxpro, run `jaxpro demo`
+#   make demo       create .venv from the lock, run `jaxpro demo`
 #   make test       create .venv from the lock, run the default test suite (the CI gate)
 #   make test-slow  the slow tests only (pytest -m slow)
 #   make test-random  the default suite in a random order (SEED=n to repeat one)
@@ -8,6 +8,7 @@
 #   make lock       re-resolve requirements/lock-py312-linux.txt on purpose (uv)
 #   make lint       ruff check + ruff format --check
 #   make bench      the curve-fitting benchmark (installs the bench extra)
+#   make bench-compare JAX_B=v [JAX_A=v]  jaxpro's fit benchmarks under two JAX versions
 #   make clean      remove .venv and caches
 #
 # The interpreter is the Python named in .python-version (found through pyenv,
@@ -45,10 +46,10 @@ PYTHON := $(shell \
   done)
 endif
 
-.PHONY: help venv demo test test-slow test-random test-latest lock lint bench clean
+.PHONY: help venv demo test test-slow test-random test-latest lock lint bench bench-compare clean
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
 
 $(VENV_PY):
 	@if [ -z "$(PYTHON)" ]; then \
@@ -117,6 +118,15 @@ lint: venv
 bench: $(BENCH_STAMP)
 	$(VENV_PY) benchmarks/fit_bench.py
 
+# jaxpro's fit benchmarks under two JAX versions side by side (a venv each, the rest of
+# the lock shared): run it before moving the pin in requirements/pins.txt. JAX_A defaults
+# to the pinned version; BENCH_ARGS adds options (--rounds 3, --memory, --cells ...).
+JAX_A ?= $(shell sed -n 's/^jax==//p' $(PINS))
+BENCH_ARGS ?=
+bench-compare: | $(VENV_PY)
+	@[ -n "$(JAX_B)" ] || { echo "usage: make bench-compare JAX_B=<version> [JAX_A=<version>] [BENCH_ARGS=...]" >&2; exit 2; }
+	$(VENV_PY) benchmarks/bench_compare.py --a $(JAX_A) --b $(JAX_B) --python "$(PYTHON)" $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) $(LATEST) $(TOOLS) .pytest_cache .ruff_cache .hypothesis build dist
+	rm -rf $(VENV) $(LATEST) $(TOOLS) .venv-jax-* .pytest_cache .ruff_cache .hypothesis build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
