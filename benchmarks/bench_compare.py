@@ -30,6 +30,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import fit_bench as fb  # a script in the same folder (see sys.path above)
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "requirements" / "lock-py312-linux.txt"
 BENCH = ROOT / "benchmarks"
@@ -115,7 +119,7 @@ def venv_for(version: str, python: str) -> Path:
 
 def child_env() -> dict[str, str]:
     """No compilation cache on disk (cold = a real compile), no inherited XLA flags."""
-    drop = ("JAXPRO_CACHE_DIR", "JAX_COMPILATION_CACHE_DIR", "XLA_FLAGS", "JAX_NUM_CPU_DEVICES")
+    drop = (*fb.CACHE_ENV_VARS, "XLA_FLAGS", "JAX_NUM_CPU_DEVICES")
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env["JAXPRO_CACHE_DIR"] = "off"
     env.setdefault("PYTHONHASHSEED", "0")
