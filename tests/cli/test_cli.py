@@ -623,6 +623,13 @@ def test_bayesian_demos_pass_within_two_attempts(seed):
     assert abs(results["bayes"]["parameters"]["mu"]["mean"] - 4.4) < 0.5
 
 
+def test_demo_negative_seed_is_a_usage_error():
+    result = invoke("demo", "bayes", "--seed", "-1")
+    assert result.exit_code == 2
+    line = assert_one_error_line(result.stderr)
+    assert "--seed" in line and "-1" in line
+
+
 def test_demo_unknown_name_is_a_usage_error():
     result = invoke("demo", "nothing")
     assert result.exit_code == 2

@@ -362,9 +362,9 @@ def make_model(design: Design, priors=None, centred=None, collapse: bool = False
 
 # informativeness (between-group variance / a group's sampling variance, of the term's
 # weakest column) above which the centred form samples better: measured here on a
-# 30-group correlated-slopes model (with the earlier, intercept-only ratio), centred + dense mass gave 4000 bulk ESS at ratio 80
-# where non-centred gave 500 (with divergences); at ratio 0.75 non-centred gave 1000 and
-# centred 76-140 with divergences. The formula demo (18 subjects x 10 days, columns
+# 30-group correlated-slopes model (with the earlier, intercept-only ratio), centred +
+# dense mass gave 4000 bulk ESS at ratio 80 where non-centred gave 500 (with
+# divergences); at ratio 0.75 non-centred gave 1000 and centred 76-140 with divergences. The formula demo (18 subjects x 10 days, columns
 # Intercept 2.1 and days 0.6; the intercept-only measure said 15 and centred it):
 # centred, 1-4 attempts over 10 seeds with divergences up to target_accept 0.95;
 # non-centred, every seed passed its first attempt (2026-12-06).
