@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -130,14 +131,6 @@ def run_nuts(
         dense_mass=settings.dense_mass,
     )
     method = chain_method(num_chains)
-    mcmc = MCMC(
-        kernel,
-        num_warmup=settings.num_warmup,
-        num_samples=settings.num_samples,
-        num_chains=num_chains,
-        chain_method=method,
-        progress_bar=progress and sys.stderr.isatty(),
-    )
     start = time.perf_counter()
     init_key, run_key = jax.random.split(jax.random.PRNGKey(seed))
     # The starting points are found here, not inside MCMC: with a device per
@@ -155,6 +148,32 @@ def run_nuts(
         ).param_info.z
     except Exception as exc:  # no valid start, or the model fails at this strategy's start
         raise InitializationError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    if method == "parallel":
+        # A device per chain: our segmented runner, not NumPyro's one pmap program
+        # whose memory grows with every leapfrog step on jaxlib 0.12.1 (see _chains).
+        from jaxpro.bayes._chains import run_segmented
+
+        with _progress_bar(progress, settings) as bar:
+            draws, extra = run_segmented(
+                kernel,
+                args,
+                kwargs,
+                start_point,
+                run_key,
+                num_warmup=settings.num_warmup,
+                num_samples=settings.num_samples,
+                num_chains=num_chains,
+                progress=bar,
+            )
+        return NutsRun(draws, extra, time.perf_counter() - start, method, settings)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=settings.num_warmup,
+        num_samples=settings.num_samples,
+        num_chains=num_chains,
+        chain_method=method,
+        progress_bar=progress and sys.stderr.isatty(),
+    )
     mcmc.run(
         run_key,
         *args,
@@ -165,3 +184,17 @@ def run_nuts(
     draws = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
     return NutsRun(draws, extra, time.perf_counter() - start, method, settings)
+
+
+@contextmanager
+def _progress_bar(progress: bool, settings: NutsSettings):
+    """A ``progress(done, total)`` callback drawing a bar on a terminal, else None."""
+    if not (progress and sys.stderr.isatty()):
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    with tqdm(
+        total=settings.num_warmup + settings.num_samples, desc="NUTS", file=sys.stderr
+    ) as bar:
+        yield lambda done, total: bar.update(done - bar.n)
