@@ -85,17 +85,32 @@ def run_segmented(
     by_chain = NamedSharding(mesh, P("chain"))
     keys = jax.random.split(rng_key, num_chains)
 
-    # One vectorised init on the default device (a few potential evaluations),
-    # then the state is spread over the devices, one chain each.
-    state = jax.jit(lambda k, z: kernel.init(k, num_warmup, z, args, kwargs))(keys, init_params)
-    state = jax.device_put(state, by_chain)
+    # One chain per device, and each device runs NumPyro's unbatched kernel (as
+    # under ``pmap``): a kernel initialised with a batch of keys vmaps NUTS, whose
+    # batched tree-building loops took twice as long to compile and run here.
+    def local(fn):
+        """``fn`` on this device's one chain: drop the chain axis, then restore it."""
+
+        def wrapped(*xs):
+            out = fn(*jax.tree.map(lambda v: v[0], xs))
+            return jax.tree.map(lambda v: v[None], out)
+
+        # The per-chain state differs by device, which shard_map's replication
+        # check cannot see through NumPyro's kernel; nothing here is replicated.
+        return jax.jit(
+            jax.shard_map(
+                wrapped, mesh=mesh, in_specs=P("chain"), out_specs=P("chain"), check_vma=False
+            )
+        )
+
+    state = local(lambda k, z: kernel.init(k, num_warmup, z, args, kwargs))(keys, init_params)
 
     def record(s):
         return {"z": s.z, "diverging": s.diverging, "num_steps": s.num_steps, "energy": s.energy}
 
     def advance(state, n):
-        # ``state`` holds this device's chains; ``n`` <= segment iterations.
-        out = jax.tree.map(lambda v: jnp.zeros((segment, *v.shape), v.dtype), record(state))
+        # one chain's ``state``; ``n`` <= segment iterations, recorded in a fixed buffer
+        out = jax.tree.map(lambda v: jnp.zeros((segment, *jnp.shape(v)), v.dtype), record(state))
 
         def body(i, carry):
             s, out = carry
@@ -103,17 +118,9 @@ def run_segmented(
             out = jax.tree.map(lambda o, v: o.at[i].set(v), out, record(s))
             return s, out
 
-        state, out = lax.fori_loop(0, n[0], body, (state, out))
-        # (segment, chains, ...) -> (chains, segment, ...) so chains stay the sharded axis
-        return state, jax.tree.map(lambda o: jnp.swapaxes(o, 0, 1), out)
+        return lax.fori_loop(0, n, body, (state, out))
 
-    # The loop-carried state differs per chain, which shard_map's replication
-    # check cannot see through NumPyro's kernel; nothing here is replicated.
-    step = jax.jit(
-        jax.shard_map(
-            advance, mesh=mesh, in_specs=P("chain"), out_specs=P("chain"), check_vma=False
-        )
-    )
+    step = local(advance)
 
     total = num_warmup + num_samples
     pieces = []  # (first iteration, iterations, device arrays) per segment
