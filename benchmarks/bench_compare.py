@@ -1,4 +1,4 @@
-"""Two JAX versions side by side: jaxpro's fit benchmarks under each, alternating, one table.
+"""Two JAX versions side by side: jaxpro's fit and Bayes benchmarks under each, alternating, one table.
 
 ``make bench-compare JAX_A=0.12.0.1 JAX_B=0.12.1`` (or ``python
 benchmarks/bench_compare.py --a 0.12.0.1 --b 0.12.1``) runs every cell under
@@ -13,8 +13,15 @@ mode, no compilation cache: cold is a real compile), with the versions
 alternating A, B, B, A, ... over the rounds so that a drifting machine load
 hits both alike. The table gives, per cell, the median over the rounds of the
 warm time, the cold time and the peak RSS under each version, and B's ratio
-to A; a cell *holds* when B's warm time is at most 5% above A's and its peak
-RSS at most 10% above (the rule for moving the lock).
+to A; a cell *holds* when B's warm time is at most 5% above A's (10% for the
+Bayes cells) and its peak RSS at most 10% above (the rule for moving the lock).
+
+Bayes cells (``--bayes``): ``bayes:MODEL`` runs ``bayes_bench.py``'s jaxpro child
+on a posteriordb model (one cold run, then ``BAYES_REPEATS`` warm ones; the
+table adds the median ESS per second of the warm runs); ``bayes:million`` fits
+the million-row, 10,000-group model of ``tests/bayes/test_fit.py`` once (2
+chains x 300 + 300), whose time, compilation included, stands in both the warm
+and the cold column. ``--memory`` adds it with the 1e8-point fit.
 """
 
 from __future__ import annotations
@@ -42,7 +49,11 @@ MEMORY_SLACK = 1.10  # and its peak RSS at most 10% above
 # The cells of the issue that asked for this check: single fits at 1e6 and 1e7 points,
 # fit_many of 100,000 curves, and the peak memory of a fit at 1e8 points (streamed).
 DEFAULT_CELLS = ("fit:exp3:1e6", "fit:exp3:1e7", "fit:gauss6:1e6", "many:1e5")
-MEMORY_CELLS = ("fit:exp3:1e8",)
+MEMORY_CELLS = ("fit:exp3:1e8", "bayes:million")
+BAYES_CELLS = ("bayes:eight_schools_centered", "bayes:eight_schools_noncentered")
+BAYES_MODELS = ("eight_schools_centered", "eight_schools_noncentered", "radon_centered")
+BAYES_REPEATS = 2
+BAYES_TIME_SLACK = 1.10  # the Bayes rule: at most 10% slower
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,14 @@ class Cell:
                 "--models", model, "--sizes", str(int(float(n))),
                 "--max-seconds", str(max_seconds),
             ]  # fmt: skip
+        if kind == "bayes":
+            (model,) = rest
+            if model == "million":
+                return [str(python), str(BENCH / "bench_compare.py"), "--million-child"]
+            return [
+                str(python), str(BENCH / "bayes_bench.py"), "--child", model, "jaxpro",
+                "--repeats", str(BAYES_REPEATS),
+            ]  # fmt: skip
         (m,) = rest
         return [
             str(python), str(BENCH / "fit_many_bench.py"), "--child", "jaxpro",
@@ -67,12 +86,34 @@ class Cell:
         ]  # fmt: skip
 
     @property
-    def prefix(self) -> str:
-        return "FIT_BENCH_RESULT " if self.text.startswith("fit:") else "FIT_MANY_BENCH_RESULT "
+    def time_slack(self) -> float:
+        return BAYES_TIME_SLACK if self.text.startswith("bayes:") else TIME_SLACK
+
+    def record(self, stdout: str) -> dict | None:
+        """The child's result as ``warm_s``, ``cold_s``, ``peak_rss`` (+ ``ess_per_s``), or None."""
+        if self.text.startswith("bayes:") and self.text != "bayes:million":
+            # bayes_bench's child prints one bare JSON object
+            lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+            if not lines:
+                return None
+            runs = json.loads(lines[-1])["runs"]
+            warm = runs[1:] or runs
+            return {
+                "cold_s": runs[0]["seconds"],
+                "warm_s": statistics.median(r["seconds"] for r in warm),
+                "ess_per_s": statistics.median(r["min_ess_bulk"] / r["seconds"] for r in warm),
+                "gate": all(r["gate"] for r in warm),
+                "peak_rss": json.loads(lines[-1])["peak_rss"],
+            }
+        prefix = {"fit": "FIT_BENCH_RESULT ", "many": "FIT_MANY_BENCH_RESULT "}.get(
+            self.text.split(":")[0], "BAYES_MILLION_RESULT "
+        )
+        lines = [ln for ln in stdout.splitlines() if ln.startswith(prefix)]
+        return json.loads(lines[-1][len(prefix) :]) if lines else None
 
 
 def parse_cell(text: str) -> Cell:
-    """Validate ``fit:MODEL:N`` (MODEL exp3 or gauss6) or ``many:M``."""
+    """Validate ``fit:MODEL:N`` (MODEL exp3 or gauss6), ``many:M`` or ``bayes:MODEL``."""
     parts = text.split(":")
     try:
         if parts[0] == "fit" and len(parts) == 3 and parts[1] in ("exp3", "gauss6"):
@@ -81,9 +122,44 @@ def parse_cell(text: str) -> Cell:
         if parts[0] == "many" and len(parts) == 2:
             float(parts[1])
             return Cell(text)
+        if parts[0] == "bayes" and len(parts) == 2 and parts[1] in (*BAYES_MODELS, "million"):
+            return Cell(text)
     except ValueError:
         pass
-    raise argparse.ArgumentTypeError(f"not a cell (fit:exp3|gauss6:N or many:M): {text!r}")
+    raise argparse.ArgumentTypeError(
+        f"not a cell (fit:exp3|gauss6:N, many:M or bayes:{'|'.join(BAYES_MODELS)}|million): {text!r}"
+    )
+
+
+def million_child() -> dict:
+    """The million-row Bayes fit once, timed (``bayes:million``); JAX must not have started."""
+    import resource
+    import time
+
+    import numpy as np
+    import pandas as pd
+
+    import jaxpro
+
+    rng = np.random.default_rng(0)
+    n, groups = 1_000_000, 10_000
+    g = rng.integers(0, groups, n)
+    x = rng.normal(size=n)
+    a, b = rng.normal(0, 0.5, groups), rng.normal(0, 0.3, groups)
+    y = 1.0 + a[g] + (0.5 + b[g]) * x + rng.normal(0, 1.0, n)
+    frame = pd.DataFrame({"y": y, "x": x, "g": g})
+    started = time.perf_counter()
+    posterior = jaxpro.bayes.fit(
+        "y ~ x + (1 + x | g)", frame, num_chains=2, num_warmup=300, num_samples=300,
+        remedy=False, progress=False,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    return {
+        "warm_s": seconds,
+        "cold_s": seconds,
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "slope": float(posterior.table.loc["x", "mean"]),
+    }
 
 
 def locked_with(version: str) -> str:
@@ -140,11 +216,10 @@ def run_cell(cell: Cell, venv: Path, max_seconds: float) -> dict:
         )
     except subprocess.TimeoutExpired:
         return {"status": "timeout"}
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(cell.prefix)]
-    if not lines:
+    record = cell.record(done.stdout)
+    if record is None:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return {"status": "error", "reason": f"exit {done.returncode}: {tail[:200]}"}
-    record = json.loads(lines[-1][len(cell.prefix) :])
     record.setdefault("status", "ok")
     return record
 
@@ -161,7 +236,7 @@ def summarise(cells: Sequence[Cell], records: dict, a: str, b: str) -> list[dict
         row: dict = {"cell": cell.text}
         for version in (a, b):
             runs = records[cell.text][version]
-            for key in ("warm_s", "cold_s", "peak_rss"):
+            for key in ("warm_s", "cold_s", "peak_rss", "ess_per_s"):
                 row[f"{key}[{version}]"] = median_of(runs, key)
             row[f"warm_runs[{version}]"] = [r.get("warm_s") for r in runs]
         for key in ("warm_s", "cold_s", "peak_rss"):
@@ -171,7 +246,7 @@ def summarise(cells: Sequence[Cell], records: dict, a: str, b: str) -> list[dict
         row["holds"] = (
             time_ratio is not None
             and memory_ratio is not None
-            and time_ratio <= TIME_SLACK
+            and time_ratio <= cell.time_slack
             and memory_ratio <= MEMORY_SLACK
         )
         rows.append(row)
@@ -203,7 +278,17 @@ def table(rows: list[dict], a: str, b: str) -> str:
         f"| {_ratio(r['peak_rss B/A'])} | {'yes' if r['holds'] else '**no**'} |\n"
         for r in rows
     )
-    return f"A = jax {a}, B = jax {b} (medians over the rounds)\n\n" + header + body
+    ess = "".join(
+        f"- {r['cell']}: median ESS/s {r[f'ess_per_s[{a}]']:.0f} (A), {r[f'ess_per_s[{b}]']:.0f} (B)\n"
+        for r in rows
+        if r.get(f"ess_per_s[{a}]") and r.get(f"ess_per_s[{b}]")
+    )
+    return (
+        f"A = jax {a}, B = jax {b} (medians over the rounds)\n\n"
+        + header
+        + body
+        + ("\n" + ess if ess else "")
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -220,6 +305,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--memory", action="store_true", help=f"also the memory cells {', '.join(MEMORY_CELLS)}"
     )
+    parser.add_argument(
+        "--bayes", action="store_true", help=f"also the Bayes cells {', '.join(BAYES_CELLS)}"
+    )
     parser.add_argument("--max-seconds", type=float, default=300.0, help="per child process")
     parser.add_argument("--json", default=None, help="write the raw records and summary here")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the venvs")
@@ -228,12 +316,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.a == args.b:
         parser.error(f"--a and --b are the same version: {args.a}")
+    if args.bayes:
+        args.cells = [*args.cells, *(Cell(t) for t in BAYES_CELLS)]
     if args.memory:
         args.cells = [*args.cells, *(Cell(t) for t in MEMORY_CELLS)]
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None and sys.argv[1:] == ["--million-child"]:
+        print("BAYES_MILLION_RESULT " + json.dumps(million_child()), flush=True)
+        return 0
     args = parse_args(argv)
     venvs = {version: venv_for(version, args.python) for version in (args.a, args.b)}
     records: dict = {cell.text: {args.a: [], args.b: []} for cell in args.cells}
@@ -253,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verdict = all(r["holds"] for r in rows)
     print(
         f"lock may move to jax {args.b}: "
-        + ("yes" if verdict else "no (a cell is more than 5% slower or 10% larger)")
+        + ("yes" if verdict else "no (a cell is slower or larger than its rule allows)")
     )
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "records": records}, indent=1) + "\n")

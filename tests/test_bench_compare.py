@@ -6,6 +6,7 @@ Oracles: the lock file's own lines, hand-computed medians and ratios, and the
 
 import argparse
 import importlib.util
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -30,7 +31,9 @@ def compare():
 def test_cells_are_validated(compare):
     assert compare.parse_cell("fit:gauss6:1e6").text == "fit:gauss6:1e6"
     assert compare.parse_cell("many:1e5").text == "many:1e5"
-    for bad in ("fit:cubic:1e6", "fit:exp3", "many:lots", "scale:1e8"):
+    assert compare.parse_cell("bayes:million").text == "bayes:million"
+    assert compare.parse_cell("bayes:radon_centered").text == "bayes:radon_centered"
+    for bad in ("fit:cubic:1e6", "fit:exp3", "many:lots", "scale:1e8", "bayes:radon", "bayes"):
         with pytest.raises(argparse.ArgumentTypeError, match=repr(bad).strip("'")):
             compare.parse_cell(bad)
 
@@ -94,4 +97,45 @@ def test_arguments_are_checked(compare):
     with pytest.raises(SystemExit):
         compare.parse_args(["--a", "1", "--b", "2", "--rounds", "0"])
     args = compare.parse_args(["--a", "1", "--b", "2", "--memory"])
-    assert [c.text for c in args.cells][-1] == "fit:exp3:1e8"
+    assert [c.text for c in args.cells][-2:] == ["fit:exp3:1e8", "bayes:million"]
+    args = compare.parse_args(["--a", "1", "--b", "2", "--bayes"])
+    assert [c.text for c in args.cells][-2:] == [
+        "bayes:eight_schools_centered",
+        "bayes:eight_schools_noncentered",
+    ]
+
+
+def test_bayes_cells_run_bayes_bench_or_the_million_child(compare):
+    python = Path("/venv/bin/python")
+    eight = compare.Cell("bayes:eight_schools_centered").command(python, 60.0)
+    assert eight[1].endswith("bayes_bench.py")
+    assert eight[2:5] == ["--child", "eight_schools_centered", "jaxpro"]
+    million = compare.Cell("bayes:million").command(python, 60.0)
+    assert million[1:] == [str(ROOT / "benchmarks" / "bench_compare.py"), "--million-child"]
+
+
+def test_a_bayes_child_becomes_cold_warm_and_ess_per_second(compare):
+    runs = [
+        {"seconds": 6.0, "min_ess_bulk": 900.0, "gate": True},  # cold
+        {"seconds": 1.0, "min_ess_bulk": 1000.0, "gate": True},
+        {"seconds": 2.0, "min_ess_bulk": 1200.0, "gate": True},
+    ]
+    stdout = "noise\n" + json.dumps({"runs": runs, "peak_rss": 7e8}) + "\n"
+    record = compare.Cell("bayes:eight_schools_centered").record(stdout)
+    assert record["cold_s"] == 6.0 and record["warm_s"] == 1.5 and record["peak_rss"] == 7e8
+    assert record["ess_per_s"] == pytest.approx((1000.0 + 600.0) / 2) and record["gate"]
+    assert compare.Cell("bayes:eight_schools_centered").record("no json here") is None
+    million = 'BAYES_MILLION_RESULT {"warm_s": 180.0, "cold_s": 180.0, "peak_rss": 1.6e9}'
+    assert compare.Cell("bayes:million").record(million)["peak_rss"] == 1.6e9
+    fit = 'FIT_BENCH_RESULT {"warm_s": 0.01}'
+    assert compare.Cell("fit:exp3:1e6").record(fit) == {"warm_s": 0.01}
+
+
+@pytest.mark.parametrize(("b_warm", "holds"), [(1.09, True), (1.11, False)])
+def test_bayes_cells_may_be_10_percent_slower(compare, b_warm, holds):
+    cell = compare.Cell("bayes:eight_schools_centered")
+    ok = {"status": "ok", "cold_s": 5.0, "peak_rss": 1e9, "ess_per_s": 2000.0}
+    records = {cell.text: {"A": [{**ok, "warm_s": 1.0}], "B": [{**ok, "warm_s": b_warm}]}}
+    (row,) = compare.summarise([cell], records, "A", "B")
+    assert row["holds"] is holds
+    assert "median ESS/s 2000 (A), 2000 (B)" in compare.table([row], "A", "B")

@@ -13,7 +13,11 @@ Oracles:
   Measured here: 0.41 GB in segments of 4 (mostly compiling) on 0.12.0.1 and
   0.12.1; as one program 0.48 GB on 0.12.0.1 and 2.56 GB on 0.12.1.
 
-Both need two CPU devices, so they run in fresh processes (together, about 15 s).
+* which runs are segmented: the worst case of one program (2 parameter vectors
+  per leapfrog step, ``2**depth - 1`` steps per iteration) against 1 GiB, by hand.
+
+The first two need two CPU devices, so they run in fresh processes (together,
+about 15 s).
 """
 
 import json
@@ -23,6 +27,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,3 +141,68 @@ def test_memory_is_bounded_by_a_segment(runs):
     assert run["shape"] == [2, 40, 50_000]
     assert run["steps"] > 1000, run  # the run is long enough to show growth
     assert run["grew"] < 600e6, run
+
+
+def test_segment_length_bounds_what_a_run_may_hold():
+
+    from jaxpro.bayes._chains import SEGMENT_BYTES, SEGMENT_MAX, segment_length
+
+    # the million-row model: 20,006 float64 parameters, depth 10 -> one iteration per run
+    assert segment_length({"a": np.zeros(20_000), "b": np.zeros(6)}, 10) == 1
+    # eight schools: tiny vectors, the cap
+    assert segment_length({"mu": np.zeros(()), "theta": np.zeros(8)}, 10) == SEGMENT_MAX
+    # in between: 2 vectors per step, 2**depth - 1 steps per iteration, within the budget
+    params = {"x": np.zeros(50_000)}
+    n = segment_length(params, 6)
+    assert n == SEGMENT_BYTES // (2 * 400_000 * 63)
+    assert n * 2 * 400_000 * 63 <= SEGMENT_BYTES < (n + 1) * 2 * 400_000 * 63
+    # float32 halves the bytes: twice the iterations
+    assert segment_length({"x": np.zeros(50_000, np.float32)}, 6) in (2 * n, 2 * n + 1)
+
+
+def test_only_runs_that_could_outgrow_a_gigabyte_are_segmented():
+
+    from jaxpro.bayes._chains import ONE_PROGRAM_BYTES, needs_segments
+
+    eight_schools = {"mu": np.zeros(()), "tau": np.zeros(()), "theta": np.zeros(8)}
+    # 2 x 80 bytes x 1023 steps x 2000 iterations = 0.33 GB: NumPyro's one program
+    assert not needs_segments(eight_schools, 10, 2000)
+    million = {"beta": np.zeros((10_000, 2)), "rest": np.zeros(6)}
+    assert needs_segments(million, 10, 600)
+    # the boundary: exactly the budget stays in one program
+    one = {"x": np.zeros(1)}  # 8 bytes: 16 per step, 16 * 1023 per iteration at depth 10
+    per_iteration = 16 * 1023
+    assert not needs_segments(one, 10, ONE_PROGRAM_BYTES // per_iteration)
+    assert needs_segments(one, 10, ONE_PROGRAM_BYTES // per_iteration + 1)
+
+
+def test_run_nuts_segments_a_large_model(monkeypatch):
+    """In-process (one device): one chain counts as parallel; 50,000 parameters at depth 6
+    could hold 2 x 400 kB x 63 x 50 = 2.5 GB in one program, so they run in segments of 5."""
+    import jax
+    import numpyro
+    import numpyro.distributions as dist
+
+    import jaxpro.bayes._chains as chains
+    from jaxpro.bayes._nuts import NutsSettings, run_nuts
+
+    calls = []
+    real = chains.run_segmented
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["segment"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(chains, "run_segmented", spy)
+
+    def model():
+        numpyro.sample("x", dist.Normal(0, 1).expand([50_000]))
+
+    settings = NutsSettings(num_warmup=20, num_samples=30, max_tree_depth=6)
+    with jax.enable_x64(True):
+        run = run_nuts(model, (), {}, settings, num_chains=1, seed=0)
+    assert calls == [chains.segment_length({"x": np.zeros(50_000)}, 6)] == [5]
+    assert run.chain_method == "parallel" and run.draws["x"].shape == (1, 30, 50_000)
+    assert run.extra["num_steps"].shape == (1, 30)
+    # draws from N(0, 1): the mean over 1.5 million values is within 0.01 of 0
+    assert abs(float(run.draws["x"].mean())) < 0.01

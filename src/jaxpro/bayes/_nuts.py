@@ -122,6 +122,8 @@ def run_nuts(
     from numpyro.infer import MCMC, NUTS
     from numpyro.infer.util import initialize_model
 
+    from jaxpro.bayes import _chains
+
     sampled = reparameterized(model, settings.noncentered)
     kernel = NUTS(
         sampled,
@@ -148,13 +150,18 @@ def run_nuts(
         ).param_info.z
     except Exception as exc:  # no valid start, or the model fails at this strategy's start
         raise InitializationError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
-    if method == "parallel":
-        # A device per chain: our segmented runner, not NumPyro's one pmap program
-        # whose memory grows with every leapfrog step on jaxlib 0.12.1 (see _chains).
-        from jaxpro.bayes._chains import run_segmented
-
+    if num_chains == 1:  # one key gave one point without a chain axis
+        start_point = jax.tree.map(lambda v: v[None], start_point)
+    one_chain = jax.tree.map(lambda v: v[0], start_point)
+    iterations = settings.num_warmup + settings.num_samples
+    if method == "parallel" and _chains.needs_segments(
+        one_chain, settings.max_tree_depth, iterations
+    ):
+        # A device per chain and a large model: our segmented runner, not NumPyro's
+        # one pmap program, whose memory grows with every leapfrog step on
+        # jaxlib 0.12.1 (see _chains).
         with _progress_bar(progress, settings) as bar:
-            draws, extra = run_segmented(
+            draws, extra = _chains.run_segmented(
                 kernel,
                 args,
                 kwargs,
@@ -163,6 +170,7 @@ def run_nuts(
                 num_warmup=settings.num_warmup,
                 num_samples=settings.num_samples,
                 num_chains=num_chains,
+                segment=_chains.segment_length(one_chain, settings.max_tree_depth),
                 progress=bar,
             )
         return NutsRun(draws, extra, time.perf_counter() - start, method, settings)
@@ -177,7 +185,7 @@ def run_nuts(
     mcmc.run(
         run_key,
         *args,
-        init_params=start_point,
+        init_params=start_point if num_chains > 1 else one_chain,
         extra_fields=("diverging", "num_steps", "energy"),
         **kwargs,
     )
