@@ -1,4 +1,9 @@
-"""Per-program XLA options: no YNNPACK fusions on CPU, 512-bit vectors only where the CPU has AVX-512."""
+"""Per-program XLA options: no YNNPACK fusions on CPU, reassociation with IEEE semantics kept,
+512-bit vectors only where the CPU has AVX-512.
+
+Oracles: NumPy's IEEE results (NaN and Inf tests, correctly rounded division,
+exp to 1 ulp) and exact sums of small integers.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -55,3 +60,43 @@ def test_cpu_flags_are_read_from_proc_cpuinfo():
     except OSError:
         flags = ""
     assert _devices._cpu_has_avx512() == (" avx512f" in flags)
+
+
+def test_reassociation_keeps_nan_inf_division_and_functions():
+    """Fast math, but only its reassociation: the fits' finiteness checks must still see NaN/Inf."""
+    options = _devices.compiler_options()
+    assert options["xla_cpu_enable_fast_math"] is True
+    for honored in ("nans", "infs", "division", "functions"):
+        assert options[f"xla_cpu_fast_math_honor_{honored}"] is True
+
+    def probe(x, y):
+        return (
+            jnp.isnan(x),
+            jnp.isinf(x),
+            jnp.isfinite(x),
+            jnp.maximum(x, 0.0),  # NaN propagates
+            x / y,
+            jnp.exp(y),
+            jnp.sum(y * y),
+        )
+
+    x = jnp.array([np.nan, np.inf, -np.inf, 1.5, 0.0])
+    y = jnp.array([3.0, 7.0, 0.1, 11.0, 13.0])
+    compiled = _devices.compile_lowered(jax.jit(probe).lower(x, y))
+    isnan, isinf, isfinite, clipped, ratio, exp, total = (np.asarray(v) for v in compiled(x, y))
+    xs, ys = np.asarray(x), np.asarray(y)
+    np.testing.assert_array_equal(isnan, np.isnan(xs))
+    np.testing.assert_array_equal(isinf, np.isinf(xs))
+    np.testing.assert_array_equal(isfinite, np.isfinite(xs))
+    assert np.isnan(clipped[0]) and clipped[1] == np.inf and clipped[2] == 0.0
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(ratio, xs / ys)  # IEEE division, correctly rounded
+    np.testing.assert_allclose(exp, np.exp(ys), rtol=2.3e-16)  # within about 1 ulp
+    np.testing.assert_allclose(total, np.sum(ys * ys), rtol=4e-16)  # 5 terms, any order
+
+
+def test_reassociated_sums_stay_exact_on_integers():
+    """Any order of adding integers below 2**53 is exact: a long sum must be too."""
+    values = jnp.arange(1 << 20, dtype=jnp.float64)
+    compiled = _devices.compile_lowered(jax.jit(jnp.sum).lower(values))
+    assert float(compiled(values)) == (1 << 20) * ((1 << 20) - 1) / 2
