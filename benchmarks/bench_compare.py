@@ -33,6 +33,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,29 +194,36 @@ def venv_for(version: str, python: str) -> Path:
     return venv
 
 
-def child_env() -> dict[str, str]:
-    """No compilation cache on disk (cold = a real compile), no inherited XLA flags."""
+def child_env(cache_dir: str = "off") -> dict[str, str]:
+    """No inherited XLA flags; jaxpro's compilation cache ``cache_dir`` ("off": none).
+
+    Fit cells run without a cache (cold = a real compile; their warm calls reuse
+    the process's compiled program). Every Bayes run builds new programs (a
+    new NumPyro kernel), so Bayes cells get a fresh cache per child, as in
+    ``bayes_bench.py``: the cold run fills it, the warm runs reuse it, as a user's do.
+    """
     drop = (*fb.CACHE_ENV_VARS, "XLA_FLAGS", "JAX_NUM_CPU_DEVICES")
     env = {k: v for k, v in os.environ.items() if k not in drop}
-    env["JAXPRO_CACHE_DIR"] = "off"
+    env["JAXPRO_CACHE_DIR"] = cache_dir
     env.setdefault("PYTHONHASHSEED", "0")
     return env
 
 
 def run_cell(cell: Cell, venv: Path, max_seconds: float) -> dict:
     """One child process; its JSON record (status 'error' or 'timeout' when it failed)."""
-    try:
-        done = subprocess.run(
-            cell.command(venv / "bin" / "python", max_seconds),
-            env=child_env(),
-            capture_output=True,
-            text=True,
-            timeout=max_seconds,
-            check=False,
-            cwd=ROOT,
-        )
-    except subprocess.TimeoutExpired:
-        return {"status": "timeout"}
+    with tempfile.TemporaryDirectory(prefix="bench_compare_xla_") as cache:
+        try:
+            done = subprocess.run(
+                cell.command(venv / "bin" / "python", max_seconds),
+                env=child_env(cache if cell.text.startswith("bayes:") else "off"),
+                capture_output=True,
+                text=True,
+                timeout=max_seconds,
+                check=False,
+                cwd=ROOT,
+            )
+        except subprocess.TimeoutExpired:
+            return {"status": "timeout"}
     record = cell.record(done.stdout)
     if record is None:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]

@@ -139,3 +139,10 @@ def test_bayes_cells_may_be_10_percent_slower(compare, b_warm, holds):
     (row,) = compare.summarise([cell], records, "A", "B")
     assert row["holds"] is holds
     assert "median ESS/s 2000 (A), 2000 (B)" in compare.table([row], "A", "B")
+
+
+def test_fit_children_run_uncached_and_bayes_children_get_their_own_cache(compare, monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    assert compare.child_env()["JAXPRO_CACHE_DIR"] == "off"
+    assert compare.child_env("/tmp/fresh")["JAXPRO_CACHE_DIR"] == "/tmp/fresh"
+    assert "XLA_FLAGS" not in compare.child_env()
