@@ -206,3 +206,27 @@ def test_run_nuts_segments_a_large_model(monkeypatch):
     assert run.extra["num_steps"].shape == (1, 30)
     # draws from N(0, 1): the mean over 1.5 million values is within 0.01 of 0
     assert abs(float(run.draws["x"].mean())) < 0.01
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    import io
+
+    from jaxpro.bayes._nuts import NutsSettings, _progress_bar
+
+    settings = NutsSettings(num_warmup=30, num_samples=40)
+    with _progress_bar(False, settings) as bar:
+        assert bar is None
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal
+    with _progress_bar(True, settings) as bar:
+        assert bar is None
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr("sys.stderr", screen)
+    with _progress_bar(True, settings) as bar:
+        bar(25, 70)
+        bar(70, 70)
+    assert "70/70" in screen.getvalue() and "NUTS" in screen.getvalue()
