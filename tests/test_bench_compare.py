@@ -146,3 +146,9 @@ def test_fit_children_run_uncached_and_bayes_children_get_their_own_cache(compar
     assert compare.child_env()["JAXPRO_CACHE_DIR"] == "off"
     assert compare.child_env("/tmp/fresh")["JAXPRO_CACHE_DIR"] == "/tmp/fresh"
     assert "XLA_FLAGS" not in compare.child_env()
+
+
+def test_the_million_row_cell_gets_time_enough(compare):
+    assert compare.Cell("bayes:million").time_limit(300.0) == compare.MILLION_SECONDS == 900.0
+    assert compare.Cell("bayes:million").time_limit(1200.0) == 1200.0
+    assert compare.Cell("fit:exp3:1e6").time_limit(300.0) == 300.0
