@@ -20,17 +20,11 @@ The first two need two CPU devices, so they run in fresh processes (together,
 about 15 s).
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from fresh import run_fresh
 
 _HEADER = """
 import json, resource, sys
@@ -95,32 +89,9 @@ _MEMORY = _HEADER + textwrap.dedent(
 )
 
 
-def _run_fresh(scripts: dict) -> dict:
-    """Run ``{name: (source, argv)}`` in fresh processes, concurrently; last stdout line as JSON."""
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
-    procs = {
-        name: subprocess.Popen(
-            [sys.executable, "-c", source, *argv],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name, (source, argv) in scripts.items()
-    }
-    results = {}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, f"{name}: {err[-3000:]}"
-        results[name] = json.loads(out.strip().splitlines()[-1])
-    return results
-
-
 @pytest.fixture(scope="module")
 def runs():
-    return _run_fresh({"same": (_SAME_DRAWS, []), "memory": (_MEMORY, ["4"])})
+    return run_fresh({"same": (_SAME_DRAWS, []), "memory": (_MEMORY, ["4"])})
 
 
 @pytest.mark.parametrize("segment", ["1", "7", "100"])

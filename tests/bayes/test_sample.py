@@ -23,11 +23,7 @@ Runtime: about 50 s on the idle 2-core development machine (eight schools with d
 """
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import jax
 
@@ -39,6 +35,7 @@ import numpy as np  # noqa: E402
 import numpyro  # noqa: E402
 import numpyro.distributions as dist  # noqa: E402
 import pytest  # noqa: E402
+from fresh import run_fresh  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from numpyro.infer import MCMC, NUTS  # noqa: E402
 from posteriordb import eight_schools_centered, load  # noqa: E402
@@ -51,8 +48,6 @@ HMCECS_TOL = 0.2  # |HMCECS mean - NUTS mean| / NUTS posterior sd
 REFERENCE_TOL = 0.1  # |mean - posteriordb mean| / posteriordb sd
 SMALL = dict(num_chains=2, num_warmup=300, num_samples=500, progress=False)
 LOOSE = Gate(ess_bulk_min=100, ess_tail_min=100)  # fewer remedy attempts where ESS is not the point
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 # ----------------------------------------------------------------------------- models
@@ -554,33 +549,10 @@ _INIT_SCRIPT = textwrap.dedent(
 )
 
 
-def _run_fresh(scripts: dict) -> dict:
-    """Run ``{name: (source, argv)}`` in fresh Python processes, concurrently; last stdout line as JSON."""
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
-    procs = {
-        name: subprocess.Popen(
-            [sys.executable, "-c", source, *argv],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name, (source, argv) in scripts.items()
-    }
-    results = {}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, f"{name}: {err[-3000:]}"
-        results[name] = json.loads(out.strip().splitlines()[-1])
-    return results
-
-
 @pytest.fixture(scope="module")
 def fresh_processes():
     """The subprocess checks, run together (about 9 s; 2 cores)."""
-    return _run_fresh(
+    return run_fresh(
         {
             "parallel": (_PLAN_SCRIPT, ["1"]),
             "single": (_PLAN_SCRIPT, ["0"]),
