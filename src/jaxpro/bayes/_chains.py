@@ -1,13 +1,15 @@
 """NUTS chains on a device each, run in bounded segments.
 
 NumPyro's ``chain_method="parallel"`` runs every chain's whole warm-up and
-sampling as one multi-device program (``pmap``). On jaxlib 0.12.1 a multi-device
-CPU program keeps about one loop-carried buffer per device per ``while`` loop
-iteration alive until the program ends (0.12.0.1 does not), so a NUTS run's
-memory grows with its total number of leapfrog steps: the million-row
-hierarchical model (20,006 parameters) passed 24 GB. Single-device programs do
-not grow. Reproduction in plain JAX (2 CPU devices; peak RSS grows by ~260 kB
-per iteration on 0.12.1, flat on 0.12.0.1)::
+sampling as one multi-device program (``pmap``). On jaxlib 0.12.1, CPU programs
+running on several devices at once (one ``pmap`` or ``shard_map`` program, or
+single-device programs dispatched to two devices together) keep about one
+loop-carried buffer per device per ``while`` loop iteration alive until the
+program ends (0.12.0.1 does not), so a NUTS run's memory grows with its total
+number of leapfrog steps: the million-row hierarchical model (20,006
+parameters) passed 24 GB. One program on one device does not grow. Not malloc:
+the memory comes back when the program ends. Reproduction in plain JAX (2 CPU
+devices; peak RSS grows by ~260 kB per iteration on 0.12.1, flat on 0.12.0.1)::
 
     jax.config.update("jax_num_cpu_devices", 2)
     mesh = Mesh(np.array(jax.devices()), ("d",))
@@ -33,7 +35,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ONE_PROGRAM_BYTES", "SEGMENT_BYTES", "SEGMENT_MAX", "run_segmented", "segment_length"]
+__all__ = [
+    "ONE_PROGRAM_BYTES",
+    "SEGMENT_BYTES",
+    "SEGMENT_MAX",
+    "needs_segments",
+    "run_segmented",
+    "segment_length",
+]
 
 # Below this worst case for a whole run, chains stay in NumPyro's one pmap
 # program: for small models it lowers and compiles a little less (eight

@@ -3,7 +3,8 @@
 Chains run in parallel when JAX has a device for each (``chain_method=
 "parallel"``; on a CPU, ``jaxpro.use_cpu_cores(4)`` before any JAX work gives
 four), otherwise vectorised in one program (``"vectorized"``), which on a CPU
-is faster than running them one after another.
+is faster than running them one after another. Parallel chains of a large
+model run in bounded segments instead of NumPyro's one program (``_chains``).
 """
 
 from __future__ import annotations
