@@ -142,18 +142,12 @@ def million_child() -> dict:
     import resource
     import time
 
-    import numpy as np
-    import pandas as pd
+    sys.path.insert(0, str(ROOT / "tests" / "bayes"))
+    from datasets import million_rows_frame  # the slow test's data, one definition
 
     import jaxpro
 
-    rng = np.random.default_rng(0)
-    n, groups = 1_000_000, 10_000
-    g = rng.integers(0, groups, n)
-    x = rng.normal(size=n)
-    a, b = rng.normal(0, 0.5, groups), rng.normal(0, 0.3, groups)
-    y = 1.0 + a[g] + (0.5 + b[g]) * x + rng.normal(0, 1.0, n)
-    frame = pd.DataFrame({"y": y, "x": x, "g": g})
+    frame = million_rows_frame()
     started = time.perf_counter()
     posterior = jaxpro.bayes.fit(
         "y ~ x + (1 + x | g)", frame, num_chains=2, num_warmup=300, num_samples=300,

@@ -342,19 +342,15 @@ def test_a_million_rows_in_ten_thousand_groups_fit_in_memory():
     import subprocess
     import sys
     import textwrap
+    from pathlib import Path
 
     script = textwrap.dedent(
         """
-        import resource, numpy as np, pandas as pd, jaxpro
-        rng = np.random.default_rng(0)
-        n, groups = 1_000_000, 10_000
-        g = rng.integers(0, groups, n)
-        x = rng.normal(size=n)
-        a, b = rng.normal(0, 0.5, groups), rng.normal(0, 0.3, groups)
-        y = 1.0 + a[g] + (0.5 + b[g]) * x + rng.normal(0, 1.0, n)
-        frame = pd.DataFrame({"y": y, "x": x, "g": g})
+        import resource, sys, jaxpro
+        sys.path.insert(0, sys.argv[1])
+        from datasets import million_rows_frame
         posterior = jaxpro.bayes.fit(
-            "y ~ x + (1 + x | g)", frame, num_chains=2, num_warmup=300, num_samples=300,
+            "y ~ x + (1 + x | g)", million_rows_frame(), num_chains=2, num_warmup=300, num_samples=300,
             remedy=False, progress=False,
         )
         t = posterior.table
@@ -363,7 +359,10 @@ def test_a_million_rows_in_ten_thousand_groups_fit_in_memory():
         """
     )
     out = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", script], capture_output=True, text=True, timeout=1800
+        [sys.executable, "-W", "ignore", "-c", script, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     intercept, slope, sd_intercept, sd_slope, peak_kib = (float(v) for v in out.stdout.split())
