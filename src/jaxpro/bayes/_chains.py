@@ -8,15 +8,22 @@ loop-carried buffer per device per ``while`` loop iteration alive until the
 program ends (0.12.0.1 does not), so a NUTS run's memory grows with its total
 number of leapfrog steps: the million-row hierarchical model (20,006
 parameters) passed 24 GB. One program on one device does not grow. Not malloc:
-the memory comes back when the program ends. Reproduction in plain JAX (2 CPU
-devices; peak RSS grows by ~260 kB per iteration on 0.12.1, flat on 0.12.0.1)::
+the memory comes back when the program ends. It takes float64 (float32 data
+does not grow), a reduction of a fused producer inside the loop (a plain
+elementwise loop does not grow), and two devices running at once: the same
+single-device program run on one device stays flat, run on two devices
+together it grows. No XLA CPU flag of 0.12.1 changes it (copy insertion's
+region analysis, the concurrency-optimised scheduler, XNNPACK, Eigen threading,
+async dispatch, gloo collectives were tried). Reproduction in plain JAX (2 CPU
+devices; peak RSS grows by ~230 kB per iteration on 0.12.1, flat on 0.12.0.1)::
 
     jax.config.update("jax_num_cpu_devices", 2)
+    jax.config.update("jax_enable_x64", True)
     mesh = Mesh(np.array(jax.devices()), ("d",))
     step = lambda i, x: jnp.zeros((10, x.size)).at[i % 10].set(x).sum(0) * 0.5
     f = jax.jit(jax.shard_map(lambda x: lax.fori_loop(0, 15_000, step, x),
                               mesh=mesh, in_specs=P("d"), out_specs=P("d")))
-    f(jnp.ones(40_000)).block_until_ready()   # 0.12.1: +3.9 GB; 0.12.0.1: +0.16 GB
+    f(jnp.ones(40_000)).block_until_ready()   # 0.12.1: +3.5 GB; 0.12.0.1: +0.15 GB
 
 Here the chains instead advance ``segment`` NUTS iterations per program run,
 through NumPyro's public kernel interface (``init``, ``sample``,
