@@ -18,6 +18,7 @@ __all__ = [
     "BackendStartedError",
     "ConvergenceError",
     "InputError",
+    "InputTypeError",
     "JaxproError",
     "JaxproWarning",
     "ModelError",
@@ -68,6 +69,15 @@ class InputError(JaxproError, ValueError):
         if received is not ...:
             text = f"{text} (got {describe(received)})"
         super().__init__(text)
+
+
+class InputTypeError(InputError, TypeError):
+    """Bad input where SciPy raises ``TypeError``: a function called with the wrong arguments.
+
+    For example ``args`` that the residual function does not accept, or fewer
+    data points than the model has parameters. Both ``except ValueError`` and
+    ``except TypeError`` catch it.
+    """
 
 
 class ModelError(JaxproError, ValueError):

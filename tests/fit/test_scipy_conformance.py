@@ -20,7 +20,6 @@ _minpack = importlib.import_module("scipy.optimize.tests.test_minpack")
 _lsq = importlib.import_module("scipy.optimize.tests.test_least_squares")
 
 # Why jaxpro differs from SciPy, one reason per convention still to land.
-_SCALAR = "a scalar x0, p0 or sigma is refused; SciPy treats it as a 1-element array"
 _NUMPY = "the function calls NumPy on its argument and cannot be traced by JAX (no host path yet)"
 _IN_PLACE = "the function assigns into an array in place (out[i] = ...; no host path yet)"
 _PYTHON_IF = "the function branches in Python on its argument (no host path yet)"
@@ -36,7 +35,7 @@ _X0_MESSAGE = (
 )
 
 # Test node (Class::test[param]) -> why it fails. Measured with SciPy 1.18.1
-# (the lock): TestCurveFit 9 of 46 pass, TestTRF and TestLM 29 of 75.
+# (the lock): TestCurveFit 12 of 46 pass, TestTRF and TestLM 48 of 75.
 EXPECTED_FAILURES: dict[str, str] = {
     "TestCurveFit::test_regression_2639": _NUMPY,
     "TestCurveFit::test_pcov": _DOGBOX,
@@ -57,28 +56,25 @@ EXPECTED_FAILURES: dict[str, str] = {
     "TestCurveFit::test_method_argument": _NUMPY,
     "TestCurveFit::test_full_output": _NUMPY,
     "TestCurveFit::test_bounds": _NUMPY,
-    "TestCurveFit::test_bounds_p0": _SCALAR,
+    "TestCurveFit::test_bounds_p0": _NUMPY,
     "TestCurveFit::test_jac": _NUMPY,
-    "TestCurveFit::test_curvefit_omitnan[0]": _SCALAR,
+    "TestCurveFit::test_curvefit_omitnan[0]": _NUMPY,
     "TestCurveFit::test_curvefit_omitnan[1]": _NUMPY,
     "TestCurveFit::test_curvefit_omitnan[2]": _NUMPY,
     "TestCurveFit::test_curvefit_simplecovariance": _NUMPY,
     "TestCurveFit::test_curvefit_covariance": _NUMPY,
-    "TestCurveFit::test_curvefit_scalar_sigma[False]": _SCALAR,
-    "TestCurveFit::test_curvefit_scalar_sigma[True]": _SCALAR,
     "TestCurveFit::test_dtypes": _DOGBOX,
     "TestCurveFit::test_dtypes2": _NUMPY,
     "TestCurveFit::test_broadcast_y": _BROADCAST_Y,
-    "TestCurveFit::test_data_point_number_validation": _COUNT_CHECK,
     "TestCurveFit::test_gh4555": _NUMPY,
     "TestCurveFit::test_gh4555b": _NUMPY,
     "TestCurveFit::test_gh13670": _PYTHON_IF,
     "TestCurveFit::test_gh20155_error_mentions_x0[trf]": _X0_MESSAGE,
     "TestCurveFit::test_gh20155_error_mentions_x0[dogbox]": _DOGBOX,
-    "TestTRF::test_options": _SCALAR,
-    "TestTRF::test_fun": _SCALAR,
+    "TestTRF::test_options": _NUMPY,
+    "TestTRF::test_fun": _NUMPY,
     "TestTRF::test_grad": _NUMPY,
-    "TestTRF::test_jac": _SCALAR,
+    "TestTRF::test_jac": _NUMPY,
     "TestTRF::test_robustness": _NUMPY,
     "TestTRF::test_equivalence": _IN_PLACE,
     "TestTRF::test_tr_options": _IN_PLACE,
@@ -88,39 +84,20 @@ EXPECTED_FAILURES: dict[str, str] = {
     "TestTRF::test_with_bounds": _IN_PLACE,
     "TestTRF::test_linear_operator": _IN_PLACE,
     "TestTRF::test_x_scale_jac_scale": _IN_PLACE,
-    "TestTRF::test_in_bounds": _SCALAR,
     "TestTRF::test_bounds_shape": _NUMPY,
-    "TestTRF::test_bounds_instances": _SCALAR,
+    "TestTRF::test_bounds_instances": _NUMPY,
     "TestTRF::test_rosenbrock_bounds": _NUMPY,
-    "TestTRF::test_basic": _SCALAR,
-    "TestTRF::test_args_kwargs": _SCALAR,
-    "TestTRF::test_jac_options": _SCALAR,
-    "TestTRF::test_nfev_options": _SCALAR,
-    "TestTRF::test_x_scale_options": _SCALAR,
-    "TestTRF::test_diff_step": _SCALAR,
     "TestTRF::test_incorrect_options_usage": _OPTIONS,
-    "TestTRF::test_full_result": _SCALAR,
-    "TestTRF::test_full_result_single_fev": _SCALAR,
     "TestTRF::test_nfev": _NUMPY,
     "TestTRF::test_rosenbrock": _NUMPY,
     "TestTRF::test_rosenbrock_cropped": _NUMPY,
     "TestTRF::test_bvp": _NUMPY,
     "TestTRF::test_convergence_with_only_one_tolerance_enabled": _NUMPY,
-    "TestTRF::test_workers": _SCALAR,
     "TestTRF::test_lsmr_regularization": _IN_PLACE,
-    "TestLM::test_basic": _SCALAR,
-    "TestLM::test_args_kwargs": _SCALAR,
-    "TestLM::test_jac_options": _SCALAR,
-    "TestLM::test_nfev_options": _SCALAR,
-    "TestLM::test_x_scale_options": _SCALAR,
-    "TestLM::test_diff_step": _SCALAR,
     "TestLM::test_incorrect_options_usage": _OPTIONS,
-    "TestLM::test_full_result": _SCALAR,
     "TestLM::test_nfev": _NUMPY,
     "TestLM::test_rosenbrock": _NUMPY,
     "TestLM::test_bvp": _NUMPY,
-    "TestLM::test_workers": _SCALAR,
-    "TestLM::test_loss": _SCALAR,
 }
 
 _CLASSES = {

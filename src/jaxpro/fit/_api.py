@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from jaxpro._precision import float64
-from jaxpro.errors import ConvergenceError, InputError, ModelError, OptimizeWarning
+from jaxpro.errors import (
+    ConvergenceError,
+    InputError,
+    InputTypeError,
+    ModelError,
+    OptimizeWarning,
+)
 from jaxpro.fit import _checks, _data, _engine
 from jaxpro.fit._engine import Outcome, Solved
 from jaxpro.fit._losses import check_loss
@@ -85,7 +91,10 @@ def prepare_curve_data(
     weights = chol = None
     sig = None
     if sigma is not None:
-        sig = as_array(sigma, argument="sigma", ndim=(1, 2), allow_nonfinite=omit)
+        sig = as_array(sigma, argument="sigma", ndim=(0, 1, 2), allow_nonfinite=omit)
+        if sig.size == 1:
+            # SciPy: one value is every point's standard deviation.
+            sig = np.full(y.shape[0], sig.item())
         if sig.shape not in ((y.shape[0],), (y.shape[0], y.shape[0])):
             raise InputError(
                 f"must have shape ({y.shape[0]},) or ({y.shape[0]}, {y.shape[0]})",
@@ -163,13 +172,17 @@ def resolve_settings(
     bounded = bool(np.any(np.isfinite(lb)) or np.any(np.isfinite(ub)))
     method = _checks.check_method(method, bounded, loss != "linear")
     jac_scale, scales = _checks.check_x_scale(x_scale, n_params, method)
+    ftol = _checks.check_tolerance(_checks.FTOL if ftol is None else ftol, "ftol")
+    xtol = _checks.check_tolerance(_checks.XTOL if xtol is None else xtol, "xtol")
+    gtol = _checks.check_tolerance(_checks.GTOL if gtol is None else gtol, "gtol")
+    _checks.check_tolerances(method, ftol, xtol, gtol)
     return Settings(
         method=method,
         loss=loss,
         f_scale=float(f_scale),
-        ftol=_checks.check_tolerance(_checks.FTOL if ftol is None else ftol, "ftol"),
-        xtol=_checks.check_tolerance(_checks.XTOL if xtol is None else xtol, "xtol"),
-        gtol=_checks.check_tolerance(_checks.GTOL if gtol is None else gtol, "gtol"),
+        ftol=ftol,
+        xtol=xtol,
+        gtol=gtol,
         max_nfev=_checks.check_max_nfev(max_nfev, n_params),
         jac_scale=jac_scale,
         x_scale=scales,
@@ -526,6 +539,9 @@ def curve_fit(
         )
     if "maxfev" in kwargs:
         kwargs["max_nfev"] = kwargs.pop("maxfev")
+    for name in ("ftol", "xtol", "gtol"):
+        if name in kwargs:  # None disables that test, as in SciPy
+            kwargs[name] = _checks.scipy_tolerance(kwargs[name])
     # check_finite=False is accepted for SciPy compatibility, but NaN/Inf are
     # still rejected: they would silently turn every parameter into NaN.
     data = prepare_curve_data(xdata, ydata, sigma, nan_policy=nan_policy)
@@ -535,16 +551,16 @@ def curve_fit(
         theta0 = _checks.check_p0(p0, None)
     n_params = theta0.shape[0]
     if data.n < n_params:
-        raise InputError(
-            f"{data.n} data points cannot determine {n_params} parameters",
+        raise InputTypeError(  # SciPy raises TypeError here, with this wording
+            f"The number of func parameters={n_params} must not exceed the number of data"
+            f" points={data.n}: {data.n} data points cannot determine {n_params} parameters",
             argument="ydata",
             received=ydata,
         )
     settings = resolve_settings(n_params, method=method, bounds=bounds, **kwargs)
     _checks.check_inside(theta0, settings.lb, settings.ub)
     user_jac = jac if callable(jac) else None
-    if jac is not None and not callable(jac) and not isinstance(jac, str):
-        raise InputError("must be None, a string or a callable", argument="jac", received=jac)
+    _checks.check_jac(jac, allow_none=True)
     with float64():
         solved = run_curve(
             f, data, theta0, settings, user_jac, auto_method=method in (None, "auto")
@@ -637,9 +653,9 @@ def least_squares(
     jac="auto",
     bounds=(-np.inf, np.inf),
     method: str = "trf",
-    ftol: float | None = None,
-    xtol: float | None = None,
-    gtol: float | None = None,
+    ftol: float | None = _checks.UNSET,
+    xtol: float | None = _checks.UNSET,
+    gtol: float | None = _checks.UNSET,
     x_scale=None,
     loss="linear",
     f_scale: float = 1.0,
@@ -655,7 +671,8 @@ def least_squares(
         x0: starting point, shape ``(n,)``.
         jac: "auto" (or any SciPy string: exact autodiff) or ``jac(x, *args, **kwargs) -> (m, n)``.
         bounds: ``(lower, upper)``; method: "trf", "lm" or "auto".
-        ftol, xtol, gtol: termination tolerances (default 1e-12).
+        ftol, xtol, gtol: termination tolerances (default 1e-15 each, tighter
+            than SciPy's 1e-8; None disables that test, as in SciPy).
         x_scale: "jac" (default) or positive scales per variable.
         loss: "linear", "soft_l1", "huber", "cauchy", "arctan" or ``rho(z) -> (3, m)``.
         f_scale: inlier/outlier margin of the robust loss.
@@ -668,6 +685,8 @@ def least_squares(
     """
     import jax
 
+    if unused.get("jac_sparsity") is not None and method == "lm":
+        raise InputError("method='lm' does not support `jac_sparsity`", argument="jac_sparsity")
     for name in (
         "tr_solver",
         "tr_options",
@@ -690,17 +709,14 @@ def least_squares(
         bounds=bounds,
         loss=loss,
         f_scale=f_scale,
-        ftol=ftol,
-        xtol=xtol,
-        gtol=gtol,
+        ftol=_checks.scipy_tolerance(ftol),
+        xtol=_checks.scipy_tolerance(xtol),
+        gtol=_checks.scipy_tolerance(gtol),
         max_nfev=max_nfev,
         x_scale=x_scale,
     )
     _checks.check_inside(theta0, settings.lb, settings.ub, argument="x0")
-    if jac is not None and not callable(jac) and not isinstance(jac, str):
-        raise InputError(
-            "must be 'auto', a SciPy string or a callable", argument="jac", received=jac
-        )
+    _checks.check_jac(jac, allow_none=False)
     dynamic, rebuild = _split_arguments(args, kwargs or {})
     with float64():
         try:
@@ -717,6 +733,18 @@ def least_squares(
                 f"fun must return a non-empty 1-D array of residuals; it returned shape {shape}"
             )
         m = shape[0]
+        if callable(jac):
+            # the user's jac itself, as SciPy checks it (np.atleast_2d of its value)
+            def user_jac(theta, b):
+                args_, kwargs_ = rebuild(b["leaves"])
+                return jax.numpy.atleast_2d(jax.numpy.asarray(jac(theta, *args_, **kwargs_)))
+
+            jac_shape = trace_check(user_jac, start, block, what="jac")
+            if jac_shape != (m, n_params):
+                raise ModelError(
+                    f"The return value of `jac` has wrong shape: expected {(m, n_params)},"
+                    f" actual {jac_shape}"
+                )
         if settings.method == "lm" and m < n_params:
             raise InputError(
                 f"method 'lm' needs at least as many residuals ({m}) as variables ({n_params})",
@@ -749,7 +777,9 @@ def least_squares(
         optimality=float(out.optimality),
         active_mask=np.asarray(out.active_mask),
         nfev=int(out.nfev),
-        njev=int(out.njev),
+        # SciPy: None for 'lm' with a finite-difference jac; the string forms
+        # mean exact derivatives here, but the field keeps SciPy's meaning.
+        njev=None if settings.method == "lm" and not callable(jac) else int(out.njev),
         status=status,
         message=MESSAGES[status],
         success=status > 0,

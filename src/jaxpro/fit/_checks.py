@@ -37,6 +37,43 @@ def max_nfev_default(n_params: int) -> int:
     return 200 * (n_params + 1)
 
 
+class _Unset:
+    """The default of a SciPy-signature tolerance: not given, so jaxpro's own default applies."""
+
+    def __repr__(self) -> str:
+        return "<jaxpro default>"
+
+
+UNSET = _Unset()
+
+
+def scipy_tolerance(value):
+    """SciPy's meaning of a tolerance argument, for resolve_settings.
+
+    Not given (:data:`UNSET`) -> None (jaxpro's default, :data:`FTOL`...);
+    ``None`` -> 0.0 (SciPy: that termination test is disabled); else the value.
+    """
+    if value is UNSET:
+        return None
+    return 0.0 if value is None else value
+
+
+def check_tolerances(method: str, ftol: float, xtol: float, gtol: float) -> None:
+    """SciPy's rule: LM needs every tolerance above machine epsilon, TRF at least one."""
+    eps = float(np.finfo(np.float64).eps)
+    values = (ftol, xtol, gtol)
+    if method == "lm" and min(values) < eps:
+        raise InputError(
+            f"All tolerances must be higher than machine epsilon ({eps:.2e}) for method 'lm'"
+            f" (got ftol={ftol:g}, xtol={xtol:g}, gtol={gtol:g}; None disables a test, as in SciPy)"
+        )
+    if max(values) < eps:
+        raise InputError(
+            f"At least one of the tolerances must be higher than machine epsilon ({eps:.2e})"
+            f" (got ftol={ftol:g}, xtol={xtol:g}, gtol={gtol:g}; None disables a test, as in SciPy)"
+        )
+
+
 def check_tolerance(value, name: str) -> float:
     try:
         tol = float(value)
@@ -56,7 +93,8 @@ def check_max_nfev(value, n_params: int) -> int:
 
 
 def check_p0(p0, n_params: int | None, argument: str = "p0") -> np.ndarray:
-    theta = as_array(p0, argument=argument, ndim=1)
+    """The start as a 1-D float array; a scalar is one parameter, as in SciPy (``np.atleast_1d``)."""
+    theta = np.atleast_1d(as_array(p0, argument=argument, ndim=(0, 1)))
     if n_params is not None and theta.shape[0] != n_params:
         raise InputError(
             f"has {theta.shape[0]} values but the model has {n_params} parameters",
@@ -67,7 +105,12 @@ def check_p0(p0, n_params: int | None, argument: str = "p0") -> np.ndarray:
 
 
 def check_bounds(bounds, n_params: int) -> tuple[np.ndarray, np.ndarray]:
-    """SciPy-style ``(lb, ub)`` (scalars or length-p arrays) as two float arrays."""
+    """SciPy-style ``(lb, ub)`` (scalars or length-p arrays) or a ``scipy.optimize.Bounds``.
+
+    Returns two float arrays of length ``n_params``.
+    """
+    if hasattr(bounds, "lb") and hasattr(bounds, "ub"):  # scipy.optimize.Bounds
+        bounds = (bounds.lb, bounds.ub)
     try:
         lower, upper = bounds
     except (TypeError, ValueError):
@@ -140,13 +183,40 @@ def check_method(method, bounded: bool, robust: bool) -> str:
     return method
 
 
+# SciPy's names for its derivative estimates; jaxpro computes every one of
+# them exactly by automatic differentiation ("auto" is jaxpro's own name).
+JAC_STRINGS = ("auto", "2-point", "3-point", "cs")
+
+
+def check_jac(jac, *, allow_none: bool) -> None:
+    """``jac``: a callable, one of :data:`JAC_STRINGS` (or None where SciPy allows it)."""
+    if callable(jac) or (jac is None and allow_none):
+        return
+    if isinstance(jac, str) and jac in JAC_STRINGS:
+        return
+    choices = ", ".join(repr(j) for j in JAC_STRINGS)
+    raise InputError(
+        f"must be a callable or one of {choices}" + (" or None" if allow_none else ""),
+        argument="jac",
+        received=jac,
+    )
+
+
 def check_x_scale(x_scale, n_params: int, method: str):
     """Returns ``(jac_scale, scales)``; ``x_scale=None`` means 'jac' (adaptive)."""
     if x_scale is None or (isinstance(x_scale, str) and x_scale == "jac"):
         return True, np.ones(n_params)
     if isinstance(x_scale, str):
         raise InputError("must be 'jac' or positive numbers", argument="x_scale", received=x_scale)
-    scales = np.asarray(x_scale, dtype=np.float64)
+    try:
+        scales = np.asarray(x_scale)
+        if scales.dtype.kind not in "biuf":
+            raise TypeError(scales.dtype)
+        scales = scales.astype(np.float64)
+    except (TypeError, ValueError):
+        raise InputError(
+            "must be 'jac' or positive real numbers", argument="x_scale", received=x_scale
+        ) from None
     if scales.ndim == 0:
         scales = np.full(n_params, float(scales))
     if scales.shape != (n_params,) or not np.all(np.isfinite(scales)) or not np.all(scales > 0):

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
-from jaxpro.errors import InputError, ModelError
+from jaxpro.errors import InputError, InputTypeError, ModelError
 
 __all__ = [
     "count_parameters",
@@ -187,11 +187,18 @@ def trace_check(residual: Callable, theta, block, *, what: str = "model") -> tup
         raise ModelError(f"{what} cannot be traced by JAX: {_NUMPY_FIX}") from exc
     except TypeError as exc:
         text = str(exc)
-        if "positional argument" in text or "takes" in text or "missing" in text:
-            raise InputError(
-                f"the {what} does not accept {theta.shape[0]} parameters ({text}); "
-                "make p0 match the model's parameters",
-                argument="p0",
+        signature = ("positional argument", "takes", "missing", "unexpected keyword argument")
+        if any(words in text for words in signature):
+            if what == "model":
+                raise InputTypeError(
+                    f"the {what} does not accept {theta.shape[0]} parameters ({text}); "
+                    "make p0 match the model's parameters",
+                    argument="p0",
+                ) from exc
+            raise InputTypeError(
+                f"{what} cannot be called as {what}(x, *args, **kwargs) ({text});"
+                " make args and kwargs match its signature",
+                argument="args",
             ) from exc
         if "broadcast" in text or "shape" in text or "Incompatible" in text:
             raise ModelError(f"{what} returned an array of the wrong shape: {text}") from exc

@@ -1,0 +1,175 @@
+"""SciPy's input conventions in curve_fit and least_squares, checked against SciPy itself.
+
+Each test states the convention, calls jaxpro and (where a value comes back)
+SciPy on the same problem, and compares: parameters to 1e-6 relative (both
+solve the same well-conditioned problems to their own tolerances), pcov to
+1e-5. Error checks assert the class SciPy raises (ValueError or TypeError)
+and that jaxpro's message names the argument.
+"""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import scipy.optimize  # noqa: E402
+
+import jaxpro  # noqa: E402
+from jaxpro.errors import InputError, InputTypeError, ModelError  # noqa: E402
+
+X = np.linspace(0.0, 3.0, 25)
+Y = 1.7 * np.exp(-0.8 * X) + np.random.default_rng(3).normal(0.0, 0.01, X.size)
+
+
+def one_parameter(x, b):
+    return 1.7 * jnp.exp(-b * x)
+
+
+def line(x, a, b):
+    return a * x + b
+
+
+def shifted_square(x, a=0.0):
+    return (x - a) ** 2 + 5.0
+
+
+# ----------------------------------------------------------------------------- scalars
+
+
+def test_a_scalar_p0_is_one_parameter():
+    popt, pcov = jaxpro.curve_fit(one_parameter, X, Y, p0=1.0)
+    ref, ref_cov = scipy.optimize.curve_fit(lambda x, b: 1.7 * np.exp(-b * x), X, Y, p0=1.0)
+    assert popt.shape == (1,) and pcov.shape == (1, 1)
+    np.testing.assert_allclose(popt, ref, rtol=1e-6)
+    np.testing.assert_allclose(pcov, ref_cov, rtol=1e-5)
+
+
+def test_a_scalar_x0_reaches_fun_as_a_one_element_array():
+    seen = []
+
+    def fun(x):
+        seen.append(x.shape)
+        return jnp.stack([x[0] - 3.0, 2.0 * (x[0] - 3.0)])
+
+    result = jaxpro.least_squares(fun, 2.0)
+    assert set(seen) == {(1,)}
+    assert result.x.shape == (1,)
+    np.testing.assert_allclose(result.x, [3.0], atol=1e-10)
+
+
+@pytest.mark.parametrize("absolute_sigma", [False, True])
+def test_a_scalar_sigma_is_every_points_sigma(absolute_sigma):
+    popt1, pcov1 = jaxpro.curve_fit(line, X, Y, sigma=0.3, absolute_sigma=absolute_sigma)
+    popt2, pcov2 = jaxpro.curve_fit(
+        line, X, Y, sigma=np.full(X.size, 0.3), absolute_sigma=absolute_sigma
+    )
+    np.testing.assert_array_equal(popt1, popt2)
+    np.testing.assert_array_equal(pcov1, pcov2)
+    ref = scipy.optimize.curve_fit(
+        lambda x, a, b: a * x + b, X, Y, sigma=0.3, absolute_sigma=absolute_sigma
+    )
+    np.testing.assert_allclose(pcov1, ref[1], rtol=1e-6)
+
+
+def test_a_two_dimensional_x0_is_still_refused():
+    with pytest.raises(InputError, match=r"x0: must be 0-D or 1-D"):
+        jaxpro.least_squares(lambda x: x, [[1.0, 2.0]])
+
+
+# ----------------------------------------------------------------------------- tolerances
+
+
+def test_none_disables_a_tolerance_as_in_scipy():
+    # ftol=None, xtol=None: only the gradient test can stop TRF, and it does.
+    result = jaxpro.least_squares(lambda x: shifted_square(x, 3.0), 2.0, ftol=None, xtol=None)
+    assert result.success and result.status == 1  # 1: gtol satisfied
+    np.testing.assert_allclose(result.x, [3.0], atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["trf", "lm"])
+def test_all_tolerances_disabled_is_refused(method):
+    with pytest.raises(ValueError, match=r"At least one of the tolerances|All tolerances"):
+        jaxpro.least_squares(shifted_square, 2.0, method=method, ftol=None, xtol=None, gtol=None)
+
+
+def test_lm_refuses_any_tolerance_below_machine_epsilon():
+    with pytest.raises(InputError, match=r"All tolerances must be higher than machine epsilon"):
+        jaxpro.least_squares(shifted_square, 2.0, method="lm", ftol=None)
+
+
+def test_curve_fit_forwards_none_tolerances():
+    with pytest.raises(InputError, match="At least one of the tolerances"):
+        jaxpro.curve_fit(line, X, Y, method="trf", ftol=None, xtol=None, gtol=None)
+
+
+# ----------------------------------------------------------------------------- jac, x_scale, bounds
+
+
+@pytest.mark.parametrize("jac", ["2-point", "3-point", "cs", "auto"])
+def test_scipys_jac_strings_are_accepted(jac):
+    result = jaxpro.least_squares(shifted_square, 2.0, jac=jac)
+    np.testing.assert_allclose(result.x, [0.0], atol=1e-4)
+
+
+@pytest.mark.parametrize("entry", ["least_squares", "curve_fit"])
+def test_an_unknown_jac_string_is_refused(entry):
+    def call():
+        if entry == "least_squares":
+            return jaxpro.least_squares(shifted_square, 2.0, jac="oops")
+        return jaxpro.curve_fit(line, X, Y, jac="oops")
+
+    with pytest.raises(InputError, match=r"jac: must be a callable or one of .*'oops'"):
+        call()
+
+
+def test_a_jac_of_the_wrong_shape_is_refused():
+    with pytest.raises(ModelError, match=r"`jac` has wrong shape: expected \(1, 1\), actual"):
+        jaxpro.least_squares(shifted_square, 2.0, lambda x: jnp.ones((1, 1, 1)))
+
+
+def test_jac_sparsity_with_lm_is_refused():
+    with pytest.raises(InputError, match="method='lm' does not support `jac_sparsity`"):
+        jaxpro.least_squares(shifted_square, 2.0, jac_sparsity=[1], method="lm")
+
+
+@pytest.mark.parametrize("x_scale", [1.0 + 2.0j, "auto", -1.0])
+def test_bad_x_scale_is_refused(x_scale):
+    with pytest.raises(InputError, match="x_scale"):
+        jaxpro.least_squares(shifted_square, 2.0, x_scale=x_scale)
+
+
+def test_scipy_bounds_object():
+    bounds = scipy.optimize.Bounds([1.0], [4.0])
+    result = jaxpro.least_squares(shifted_square, 2.0, bounds=bounds)
+    np.testing.assert_allclose(result.x, [1.0], atol=1e-8)
+    assert result.active_mask.tolist() == [-1]
+
+
+def test_lm_reports_njev_as_scipy_does():
+    # SciPy: None for 'lm' with a string jac; a count with a callable.
+    assert jaxpro.least_squares(shifted_square, 2.0, method="lm").njev is None
+    counted = jaxpro.least_squares(shifted_square, 2.0, lambda x: 2 * x[:, None], method="lm")
+    assert isinstance(counted.njev, int) and counted.njev > 0
+
+
+# ----------------------------------------------------------------------------- TypeError where SciPy raises it
+
+
+def test_args_the_function_does_not_take_raise_a_type_error():
+    with pytest.raises(TypeError) as info:
+        jaxpro.least_squares(shifted_square, 2.0, args=(3, 4))
+    assert isinstance(info.value, InputTypeError) and isinstance(info.value, ValueError)
+    assert str(info.value).startswith("args: fun cannot be called")
+    with pytest.raises(InputTypeError, match="unexpected keyword argument 'kaboom'"):
+        jaxpro.least_squares(shifted_square, 2.0, kwargs={"kaboom": 3})
+
+
+def test_fewer_points_than_parameters_raise_scipys_type_error():
+    def five(x, a, b, c, d, e):
+        return a * jnp.exp(-b * x) + c + d + e
+
+    with pytest.raises(TypeError, match="The number of func parameters=5 must not exceed") as info:
+        jaxpro.curve_fit(five, [1.0, 2.0, 3.0, 4.0], [5.0, 9.0, 13.0, 17.0])
+    assert str(info.value).startswith("ydata: ")
