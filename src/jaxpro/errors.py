@@ -22,6 +22,7 @@ __all__ = [
     "JaxproError",
     "JaxproWarning",
     "ModelError",
+    "NumPyModelWarning",
     "OptimizeWarning",
     "describe",
 ]
@@ -110,3 +111,11 @@ class JaxproWarning(UserWarning):
 
 class OptimizeWarning(JaxproWarning):
     """An optimisation result needs care (e.g. the covariance could not be estimated)."""
+
+
+class NumPyModelWarning(JaxproWarning):
+    """A function JAX cannot trace ran on the host (as SciPy runs it): slower, finite differences.
+
+    The message says why it could not be traced, what the host evaluations
+    cost and the jax.numpy rewrite that would avoid them.
+    """

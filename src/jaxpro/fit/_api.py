@@ -27,12 +27,13 @@ from jaxpro.errors import (
     InputError,
     InputTypeError,
     ModelError,
+    NumPyModelWarning,
     OptimizeWarning,
 )
-from jaxpro.fit import _checks, _data, _engine
+from jaxpro.fit import _checks, _data, _engine, _numpy_model
 from jaxpro.fit._engine import Outcome, Solved
 from jaxpro.fit._losses import check_loss
-from jaxpro.fit._model import count_parameters, curve_residual, function_residual, trace_check
+from jaxpro.fit._model import count_parameters, curve_residual, trace_check
 from jaxpro.io import as_array
 
 __all__ = ["curve_fit", "least_squares", "prepare_curve_data"]
@@ -226,6 +227,7 @@ class CurveRun:
     first_method: str | None = None  # the method chosen before any fallback
     n: int = 0  # points in the fit (all processes together)
     processes: int = 1
+    route: _numpy_model.ModelPath | None = None  # how the model ran (JAX, translated, host)
 
 
 def _subsample(data: CurveData, size: int) -> CurveData:
@@ -263,8 +265,9 @@ def run_curve(
         )
         n_total = data.n
         warm_sample = _subsample(data, SUBSAMPLE) if data.n >= WARM_START_MIN else None
-    residual = curve_residual(model, jac)
     sample = arrays["block"] if layout.kind == "direct" else _first_chunk(arrays["regions"][0])
+    route = _numpy_model.curve_model(model, jac, data.x, data.n, theta0, sample, what)
+    residual = curve_residual(route.model, route.jac)
     shape = trace_check(residual, theta0, sample, what=what)
     expected = sample["y"].shape
     if shape != expected:
@@ -290,7 +293,7 @@ def run_curve(
     solved = _solve(residual, settings, stages, _start(theta0, settings))
     out = solved.outcome
     if out.status == -3:
-        raise ModelError(_nonfinite_message(model, data, theta0, jac, what))
+        raise ModelError(_nonfinite_message(route.model, data, theta0, route.jac, what))
     warm_info = None
     if first is not None:
         warm_info = {
@@ -322,8 +325,32 @@ def run_curve(
             compile_seconds=solved.compile_seconds + retry.compile_seconds,
             run_seconds=solved.run_seconds + retry.run_seconds,
         )
+    if route.path == _numpy_model.HOST:
+        warn_host(what, route, solved.run_seconds)
     return CurveRun(
-        solved, layout, settings, fallback, warm_info, first_method, n_total, _process_count()
+        solved,
+        layout,
+        settings,
+        fallback,
+        warm_info,
+        first_method,
+        n_total,
+        _process_count(),
+        route,
+    )
+
+
+def warn_host(what: str, route: _numpy_model.ModelPath, run_seconds: float) -> None:
+    """One warning: the function ran on the host, what that cost, and the rewrite that avoids it."""
+    clock = route.clock
+    warnings.warn(
+        f"{what} cannot be traced by JAX ({route.reason}); it ran on the host as SciPy runs it,"
+        f" with forward-difference derivatives: {clock.evaluations} evaluations took"
+        f" {clock.seconds:.3g} s of the {run_seconds:.3g} s solve. Written with jax.numpy"
+        " (jnp.exp for np.exp, x = x.at[i].set(v) for x[i] = v, jnp.where for if) it would"
+        " run compiled with exact derivatives and no host round trips.",
+        NumPyModelWarning,
+        stacklevel=4,
     )
 
 
@@ -562,9 +589,8 @@ def curve_fit(
     user_jac = jac if callable(jac) else None
     _checks.check_jac(jac, allow_none=True)
     with float64():
-        solved = run_curve(
-            f, data, theta0, settings, user_jac, auto_method=method in (None, "auto")
-        ).solved
+        run = run_curve(f, data, theta0, settings, user_jac, auto_method=method in (None, "auto"))
+        solved = run.solved
     out = solved.outcome
     status = int(out.status)
     if status == 0:
@@ -578,7 +604,7 @@ def curve_fit(
     infodict = {
         "nfev": int(out.nfev),
         "njev": int(out.njev),
-        "fvec": _residual_vector(f, data, popt, user_jac),
+        "fvec": _residual_vector(run.route.model, data, popt, run.route.jac),
         "R": np.asarray(out.R),
         "qtr": np.asarray(out.qtr),
     }
@@ -719,15 +745,10 @@ def least_squares(
     _checks.check_jac(jac, allow_none=False)
     dynamic, rebuild = _split_arguments(args, kwargs or {})
     with float64():
-        try:
-            residual = function_residual(fun, jac if callable(jac) else None, rebuild)
-        except TypeError:  # unhashable static arguments: no caching across calls
-            from jaxpro.fit._model import _function_residual
-
-            residual = _function_residual.__wrapped__(fun, jac if callable(jac) else None, rebuild)
         start = _start(theta0, settings)
         block = {"leaves": jax.device_put(dynamic)}
-        shape = trace_check(residual, start, block, what="fun")
+        route, shape = _numpy_model.residual_function(fun, jac, rebuild, block["leaves"], start)
+        residual = route.model
         if len(shape) != 1 or shape[0] == 0:
             raise ModelError(
                 f"fun must return a non-empty 1-D array of residuals; it returned shape {shape}"
@@ -735,11 +756,12 @@ def least_squares(
         m = shape[0]
         if callable(jac):
             # the user's jac itself, as SciPy checks it (np.atleast_2d of its value)
-            def user_jac(theta, b):
-                args_, kwargs_ = rebuild(b["leaves"])
-                return jax.numpy.atleast_2d(jax.numpy.asarray(jac(theta, *args_, **kwargs_)))
-
-            jac_shape = trace_check(user_jac, start, block, what="jac")
+            if route.path == _numpy_model.HOST:
+                jac_shape = _numpy_model.host_jac_shape(jac, rebuild, block["leaves"], start)
+            else:
+                jac_shape = trace_check(
+                    _numpy_model.raw_jac(route.jac, rebuild), start, block, what="jac"
+                )
             if jac_shape != (m, n_params):
                 raise ModelError(
                     f"The return value of `jac` has wrong shape: expected {(m, n_params)},"
@@ -755,6 +777,8 @@ def least_squares(
             _stage_run({"block": block}, m, settings),
         )
         solved = _solve(residual, settings, (stage,), start)
+        if route.path == _numpy_model.HOST:
+            warn_host("fun", route, solved.run_seconds)
         out = solved.outcome
         if int(out.status) == -3:
             raise ModelError("fun returned non-finite residuals (or derivatives) at x0")
@@ -762,6 +786,13 @@ def least_squares(
         f_val = np.asarray(jax.jit(residual)(x, block))
         J = np.asarray(jax.jit(jax.jacfwd(residual))(x, block))
     status = int(out.status)
+    nfev = int(out.nfev)
+    if route.clock is not None:
+        # how often fun ran, as SciPy counts: 'lm' counts the difference
+        # evaluations too, 'trf' does not
+        nfev = route.clock.evaluations
+        if settings.method == "lm":
+            nfev += route.clock.difference_evaluations
     if settings.loss != "linear":
         from jaxpro.fit._losses import robust_scaling
 
@@ -776,7 +807,7 @@ def least_squares(
         grad=np.asarray(out.gradient),
         optimality=float(out.optimality),
         active_mask=np.asarray(out.active_mask),
-        nfev=int(out.nfev),
+        nfev=nfev,
         # SciPy: None for 'lm' with a finite-difference jac; the string forms
         # mean exact derivatives here, but the field keeps SciPy's meaning.
         njev=None if settings.method == "lm" and not callable(jac) else int(out.njev),

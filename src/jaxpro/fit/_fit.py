@@ -13,7 +13,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -749,6 +749,8 @@ def fit(
             run = _api.run_curve(
                 resolved.function, data, theta0, settings, auto_method=method in (None, "auto")
             )
+        if run.route.predict is not resolved.function:  # written with NumPy: as it ran
+            resolved = replace(resolved, function=run.route.predict)
         n = run.n
         values = np.asarray(run.solved.outcome.x, dtype=np.float64)
         # chi2 from a fresh pass at the reported values (the solver's last pass may

@@ -59,7 +59,9 @@ LOSSES: dict[str, Callable | None] = {
 def check_loss(loss: str | Callable, f_scale: float) -> str | Callable:
     """Validate ``loss`` and ``f_scale``; return the loss name or callable."""
     if callable(loss):
-        pass
+        from jaxpro.fit._numpy_model import jax_loss
+
+        loss = jax_loss(loss)  # written with NumPy: its exact jax.numpy translation
     elif not isinstance(loss, str) or loss not in LOSSES:
         raise InputError(
             f"unknown loss; choose one of {', '.join(LOSSES)} or pass a callable rho(z)",

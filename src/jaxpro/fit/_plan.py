@@ -36,7 +36,7 @@ def build_plan(
     reasons = method_reasons(requested, chosen, bounded_names)
     if run.fallback:
         reasons.append(run.fallback)
-    reasons.append(f"exact Jacobian by forward-mode autodiff ({n_params} directions per pass)")
+    reasons.append(_model_reason(run, n_params))
     if layout.kind == "direct":
         reasons.append(
             f"{n} points <= {DIRECT_MAX}: Householder QR of the whole Jacobian each iteration, "
@@ -82,6 +82,9 @@ def build_plan(
         "max_nfev": settings.max_nfev,
         "x_scale": "jac" if settings.jac_scale else [float(v) for v in settings.x_scale],
     }
+    route = getattr(run, "route", None)  # a StreamRun has none: streamed models are traced
+    if route is not None:
+        settings_out["model"] = route.path
     if layout.kind == "chunked":
         settings_out["chunk"] = layout.size
         settings_out["chunks"] = layout.body_chunks + layout.rest_chunks
@@ -96,6 +99,30 @@ def build_plan(
     return Plan(method=settings.method, reasons=tuple(reasons), settings=settings_out)
 
 
+def _model_reason(run: CurveRun, n_params: int) -> str:
+    """How the model ran: as written for JAX, translated from NumPy, or on the host."""
+    from jaxpro.fit import _numpy_model
+
+    autodiff = f"exact Jacobian by forward-mode autodiff ({n_params} directions per pass)"
+    route = getattr(run, "route", None)
+    if route is None or route.path == _numpy_model.JAX:
+        return autodiff
+    if route.path == _numpy_model.TRANSLATED:
+        return (
+            f"the model is written with NumPy ({route.reason}); it ran as its jax.numpy"
+            " translation, which traced and matched NumPy's values at p0 (relative 1e-9): "
+            + autodiff
+        )
+    clock = route.clock
+    return (
+        f"the model cannot be traced by JAX ({route.reason}); it ran on the host as SciPy runs"
+        f" it, with a forward-difference Jacobian ({n_params + 1} evaluations per pass):"
+        f" {clock.evaluations + clock.difference_evaluations} evaluations took"
+        f" {clock.seconds:.3g} s. Written with jax.numpy it would run compiled, with exact"
+        " derivatives"
+    )
+
+
 def settings_out_loss(settings: Settings) -> str:
     return settings.loss if isinstance(settings.loss, str) else "custom"
 
@@ -104,7 +131,7 @@ def build_stream_plan(requested, run, n_params: int, bounded_names: list[str], s
     """The :class:`Plan` of a fit streamed from a source larger than memory."""
     settings = run.settings
     reasons = method_reasons(requested, settings, bounded_names)
-    reasons.append(f"exact Jacobian by forward-mode autodiff ({n_params} directions per pass)")
+    reasons.append(_model_reason(run, n_params))
     reasons.append(
         f"streamed from {source}: {run.n} points read in chunks of {run.chunk_rows} rows, "
         f"{run.passes} passes; reading the next chunk overlaps the device's work on the last, "
