@@ -23,7 +23,7 @@ __all__ = [
     "JaxproWarning",
     "ModelError",
     "NumPyModelWarning",
-    "OptimizeWarning",
+    "OptimizeWarning",  # noqa: F822 - built on first use by __getattr__ below
     "describe",
 ]
 
@@ -109,8 +109,26 @@ class JaxproWarning(UserWarning):
     """Base class of jaxpro's warnings."""
 
 
-class OptimizeWarning(JaxproWarning):
-    """An optimisation result needs care (e.g. the covariance could not be estimated)."""
+def __getattr__(name: str):
+    # OptimizeWarning derives from SciPy's, so code written for SciPy
+    # (``pytest.warns(scipy.optimize.OptimizeWarning)``, warning filters)
+    # catches jaxpro's too. It is built on first use: scipy.optimize takes a
+    # few hundred milliseconds to import and `import jaxpro` stays light.
+    if name == "OptimizeWarning":
+        from scipy.optimize import OptimizeWarning as ScipyOptimizeWarning
+
+        cls = type(
+            "OptimizeWarning",
+            (ScipyOptimizeWarning, JaxproWarning),
+            {
+                "__module__": __name__,
+                "__doc__": "An optimisation result needs care (e.g. the covariance could not be"
+                " estimated); a ``scipy.optimize.OptimizeWarning`` and a :class:`JaxproWarning`.",
+            },
+        )
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class NumPyModelWarning(JaxproWarning):

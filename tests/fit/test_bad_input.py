@@ -506,4 +506,4 @@ def test_fit_confidence_outside_zero_one(confidence):
 def test_unknown_keyword_argument(entry):
     with pytest.raises(InputError) as info:
         _options_call(entry, tolerance=1e-3)
-    check(info, InputError, "kwargs", ("tolerance",))
+    check(info, InputTypeError, "kwargs", ("tolerance",))

@@ -25,19 +25,10 @@ _lsq = importlib.import_module("scipy.optimize.tests.test_least_squares")
 
 # Why jaxpro differs from SciPy, one reason per convention still to land.
 _DOGBOX = "method='dogbox' is refused"
-_OPTIONS = "the options= keyword (SciPy's solver options) is refused"
-_SOLVER_KEYWORDS = (
-    "SciPy's solver keywords (tr_solver, tr_options, jac_sparsity) and sparse or LinearOperator"
-    " Jacobians are not checked as SciPy checks them"
-)
-_SPARSE_RESULT = "result.jac is dense where SciPy returns the sparse kind the user's jac returned"
-_WARNING = "no OptimizeWarning when the covariance cannot be estimated"
+_X_3D = "xdata with more than two dimensions is refused (SciPy passes any shape to the model)"
 _NONE_X = "xdata=None (or an object array SciPy passes through to the model) is refused"
 _BROADCAST_Y = "ydata that only broadcasts against the model's output is refused"
-_NAN_POLICY_MESSAGES = "nan_policy errors do not carry SciPy's wording"
-_X0_MESSAGE = (
-    "an infeasible start does not raise SciPy's 'Initial guess is outside of provided bounds'"
-)
+_SPARSE_RESULT = "result.jac is dense where SciPy returns the sparse kind the user's jac returned"
 # Kept on purpose or found by these tests:
 _STATEFUL = (
     "the model asserts it is never called twice in a row with the same parameters; jaxpro"
@@ -53,22 +44,17 @@ _UNDERDETERMINED = (
 )
 
 # Test node (Class::test[param]) -> why it fails. Measured with SciPy 1.18.1
-# (the lock): TestCurveFit 20 of 46 pass, TestTRF and TestLM 64 of 75.
+# (the lock): TestCurveFit 26 of 46 pass, TestTRF and TestLM 73 of 75.
 EXPECTED_FAILURES: dict[str, str] = {
     "TestCurveFit::test_pcov": _DOGBOX,
-    "TestCurveFit::test_indeterminate_covariance": _WARNING,
-    "TestCurveFit::test_nan_policy_1d[lm]": _NAN_POLICY_MESSAGES,
-    "TestCurveFit::test_nan_policy_1d[trf]": _NAN_POLICY_MESSAGES,
-    "TestCurveFit::test_nan_policy_1d[dogbox]": _NAN_POLICY_MESSAGES,
-    "TestCurveFit::test_nan_policy_2d[lm]": _NAN_POLICY_MESSAGES,
-    "TestCurveFit::test_nan_policy_2d[trf]": _NAN_POLICY_MESSAGES,
-    "TestCurveFit::test_nan_policy_2d[dogbox]": _NAN_POLICY_MESSAGES,
-    "TestCurveFit::test_nan_policy_2_3d[lm-2]": _NAN_POLICY_MESSAGES,
-    "TestCurveFit::test_nan_policy_2_3d[lm-3]": _NAN_POLICY_MESSAGES,
-    "TestCurveFit::test_nan_policy_2_3d[trf-2]": _NAN_POLICY_MESSAGES,
-    "TestCurveFit::test_nan_policy_2_3d[trf-3]": _NAN_POLICY_MESSAGES,
-    "TestCurveFit::test_nan_policy_2_3d[dogbox-2]": _NAN_POLICY_MESSAGES,
-    "TestCurveFit::test_nan_policy_2_3d[dogbox-3]": _NAN_POLICY_MESSAGES,
+    "TestCurveFit::test_nan_policy_1d[dogbox]": _DOGBOX,
+    "TestCurveFit::test_nan_policy_2d[dogbox]": _DOGBOX,
+    "TestCurveFit::test_nan_policy_2_3d[lm-2]": _X_3D,
+    "TestCurveFit::test_nan_policy_2_3d[lm-3]": _X_3D,
+    "TestCurveFit::test_nan_policy_2_3d[trf-2]": _X_3D,
+    "TestCurveFit::test_nan_policy_2_3d[trf-3]": _X_3D,
+    "TestCurveFit::test_nan_policy_2_3d[dogbox-2]": _DOGBOX,
+    "TestCurveFit::test_nan_policy_2_3d[dogbox-3]": _X_3D,
     "TestCurveFit::test_None_x": _NONE_X,
     "TestCurveFit::test_method_argument": _DOGBOX,
     "TestCurveFit::test_full_output": _DOGBOX,
@@ -79,19 +65,9 @@ EXPECTED_FAILURES: dict[str, str] = {
     "TestCurveFit::test_broadcast_y": _BROADCAST_Y,
     "TestCurveFit::test_gh4555b": _EXACT_PCOV,
     "TestCurveFit::test_gh13670": _STATEFUL,
-    "TestCurveFit::test_gh20155_error_mentions_x0[trf]": _X0_MESSAGE,
     "TestCurveFit::test_gh20155_error_mentions_x0[dogbox]": _DOGBOX,
-    "TestTRF::test_exact_tr_solver": _SOLVER_KEYWORDS,
-    "TestTRF::test_wrong_parameters": _SOLVER_KEYWORDS,
     "TestTRF::test_solver_selection": _SPARSE_RESULT,
-    "TestTRF::test_wrong_jac_sparsity": _SOLVER_KEYWORDS,
-    "TestTRF::test_linear_operator": _SOLVER_KEYWORDS,
-    "TestTRF::test_x_scale_jac_scale": _SOLVER_KEYWORDS,
-    "TestTRF::test_incorrect_options_usage": _OPTIONS,
     "TestTRF::test_rosenbrock_cropped": _UNDERDETERMINED,
-    "TestLM::test_incorrect_options_usage": _OPTIONS,
-    "TestLM::test_sparse_not_supported": _SOLVER_KEYWORDS,
-    "TestLM::test_LinearOperator_not_supported": _SOLVER_KEYWORDS,
 }
 
 _CLASSES = {

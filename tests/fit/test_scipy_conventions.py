@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 import scipy.optimize  # noqa: E402
 
 import jaxpro  # noqa: E402
-from jaxpro.errors import InputError, InputTypeError, ModelError  # noqa: E402
+from jaxpro.errors import InputError, InputTypeError, ModelError, NumPyModelWarning  # noqa: E402
 
 X = np.linspace(0.0, 3.0, 25)
 Y = 1.7 * np.exp(-0.8 * X) + np.random.default_rng(3).normal(0.0, 0.01, X.size)
@@ -173,3 +173,129 @@ def test_fewer_points_than_parameters_raise_scipys_type_error():
     with pytest.raises(TypeError, match="The number of func parameters=5 must not exceed") as info:
         jaxpro.curve_fit(five, [1.0, 2.0, 3.0, 4.0], [5.0, 9.0, 13.0, 17.0])
     assert str(info.value).startswith("ydata: ")
+
+
+# ----------------------------------------------------------------------------- SciPy's wording and classes
+
+
+def test_optimize_warning_is_scipys():
+    from jaxpro.errors import JaxproWarning, OptimizeWarning
+
+    assert issubclass(OptimizeWarning, scipy.optimize.OptimizeWarning)
+    assert issubclass(OptimizeWarning, JaxproWarning)
+    x = np.array([1.0, 2.0])  # two points, two parameters: no degrees of freedom
+    with pytest.warns(scipy.optimize.OptimizeWarning, match="Covariance of the parameters"):
+        jaxpro.curve_fit(lambda x, a, b: a * x, x, 2.0 * x)
+
+
+@pytest.mark.parametrize(
+    ("policy", "words"),
+    [
+        ("propagate", "`nan_policy='propagate'` is not supported by this function"),
+        ("hi", "nan_policy must be one of {None, 'raise', 'omit'}"),
+        ("raise", "The input contains nan"),
+    ],
+)
+def test_nan_policy_errors_carry_scipys_wording(policy, words):
+    y = Y.copy()
+    y[3] = np.nan
+    with pytest.raises(InputError) as info:
+        jaxpro.curve_fit(line, X, y, nan_policy=policy)
+    text = str(info.value)
+    assert words in text and text.split(":")[0] in ("nan_policy", "ydata")
+
+
+def test_an_infeasible_start_says_so_in_scipys_words():
+    with pytest.raises(InputError, match="Initial guess is outside of provided bounds"):
+        jaxpro.curve_fit(line, X, Y, p0=[1.0, 1.0], bounds=(1000, 1001))
+
+
+def test_unknown_keywords_are_type_errors_as_in_python():
+    with pytest.raises(TypeError, match="options"):
+        jaxpro.least_squares(shifted_square, 2.0, options={"max_nfev": 100})
+    with pytest.raises(TypeError, match="options"):
+        jaxpro.curve_fit(line, X, Y, options={})
+
+
+# ----------------------------------------------------------------------------- solver keywords
+
+
+def test_tr_solver_is_checked_as_scipy_checks_it():
+    with pytest.raises(InputError, match="`tr_solver` must be None, 'exact' or 'lsmr'"):
+        jaxpro.least_squares(shifted_square, 2.0, tr_solver="best")
+    with pytest.raises(TypeError, match="tol"):
+        jaxpro.least_squares(shifted_square, 2.0, tr_solver="lsmr", tr_options={"tol": 1e-10})
+    # lsmr's own options are accepted; the subproblem is solved exactly either way
+    lsmr = jaxpro.least_squares(shifted_square, 2.0, tr_solver="lsmr", tr_options={"btol": 1e-10})
+    exact = jaxpro.least_squares(shifted_square, 2.0, tr_solver="exact")
+    np.testing.assert_array_equal(lsmr.x, exact.x)
+
+
+def test_jac_sparsity_is_checked():
+    with pytest.raises(InputError, match="`jac_sparsity` has wrong shape"):
+        jaxpro.least_squares(lambda x: x**2 - 1.0, [2.0, 3.0], jac_sparsity=np.ones((1, 2)))
+    with pytest.raises(InputError, match="tr_solver='exact' works only with dense"):
+        jaxpro.least_squares(
+            lambda x: x**2 - 1.0, [2.0, 3.0], jac_sparsity=np.eye(2), tr_solver="exact"
+        )
+    result = jaxpro.least_squares(lambda x: x**2 - 1.0, [2.0, 3.0], jac_sparsity=np.eye(2))
+    np.testing.assert_allclose(result.x, [1.0, 1.0], atol=1e-10)
+
+
+def test_sparse_and_operator_jacobians_follow_scipys_rules():
+    import scipy.sparse
+    import scipy.sparse.linalg
+
+    def fun(x):  # in place: the host path, where the user's jac runs as written
+        r = np.empty(2)
+        r[0] = x[0] ** 2 - 1.0
+        r[1] = x[1] ** 2 - 4.0
+        return r
+
+    def sparse_jac(x):
+        return scipy.sparse.csr_matrix(np.diag(2.0 * x))
+
+    def operator_jac(x):
+        return scipy.sparse.linalg.aslinearoperator(np.diag(2.0 * x))
+
+    with pytest.warns(NumPyModelWarning):
+        result = jaxpro.least_squares(fun, [2.0, 3.0], sparse_jac)
+    np.testing.assert_allclose(result.x, [1.0, 2.0], atol=1e-10)
+    with pytest.raises(InputError, match="method='lm' works only with dense"):
+        jaxpro.least_squares(fun, [2.0, 3.0], sparse_jac, method="lm")
+    with pytest.raises(InputError, match="tr_solver='exact' works only with dense"):
+        jaxpro.least_squares(fun, [2.0, 3.0], operator_jac, tr_solver="exact")
+    with pytest.raises(InputError, match="x_scale='jac' can't be used"):
+        jaxpro.least_squares(fun, [2.0, 3.0], operator_jac, x_scale="jac")
+
+
+def test_callback_raises_with_trf_and_warns_with_lm():
+    with pytest.raises(InputError, match="callback: is not supported"):
+        jaxpro.least_squares(shifted_square, 2.0, callback=lambda x: None)
+    with pytest.warns(UserWarning, match="not supported with `lm` method"):
+        jaxpro.least_squares(shifted_square, 2.0, method="lm", callback=lambda x: None)
+
+
+def test_verbose_prints_the_closing_report(capsys):
+    jaxpro.least_squares(shifted_square, 2.0, verbose=1)
+    out = capsys.readouterr().out
+    assert "Function evaluations" in out and "final cost" in out
+
+
+def test_diff_step_and_workers_drive_the_host_differences():
+    calls = []
+
+    def fun(x):
+        r = np.empty(2)
+        r[0] = x[0] - 3.0
+        r[1] = 2.0 * (x[0] - 3.0)
+        return r
+
+    def workers(f, points):
+        calls.append(len(points))
+        return map(f, points)
+
+    with pytest.warns(NumPyModelWarning):
+        result = jaxpro.least_squares(fun, 2.0, diff_step=1e-4, workers=workers)
+    np.testing.assert_allclose(result.x, [3.0], atol=1e-8)
+    assert calls and set(calls) == {1}  # one shifted point per parameter, through workers

@@ -72,17 +72,28 @@ def prepare_curve_data(
         x_name, y_name: the caller's names for x and y, quoted in errors.
     """
     if nan_policy not in (None, "raise", "omit", "propagate"):
+        # SciPy's wording after jaxpro's prefix (SciPy's tests match on it)
         raise InputError(
-            "must be None, 'raise' or 'omit'", argument="nan_policy", received=nan_policy
+            "nan_policy must be one of {None, 'raise', 'omit'}",
+            argument="nan_policy",
+            received=nan_policy,
         )
     if nan_policy == "propagate":
         raise InputError(
-            "'propagate' would return NaN parameters; use 'omit' to drop incomplete rows",
+            "`nan_policy='propagate'` is not supported by this function: it would return NaN"
+            " parameters; use 'omit' to drop incomplete rows",
             argument="nan_policy",
         )
     omit = nan_policy == "omit"
-    y = as_array(ydata, argument=y_name, ndim=1, allow_nonfinite=omit)
-    x = as_array(xdata, argument=x_name, ndim=(1, 2), allow_nonfinite=omit)
+    try:
+        y = as_array(ydata, argument=y_name, ndim=1, allow_nonfinite=omit)
+        x = as_array(xdata, argument=x_name, ndim=(1, 2), allow_nonfinite=omit)
+    except InputError as error:
+        if nan_policy == "raise" and "non-finite" in str(error):
+            raise InputError(
+                f"The input contains nan values: {error}", argument=error.argument
+            ) from None
+        raise
     if x.shape[-1] != y.shape[0]:
         raise InputError(
             f"{x_name} has {x.shape[-1]} points along its last axis but {y_name} has {y.shape[0]}",
@@ -560,7 +571,7 @@ def curve_fit(
         kwargs.pop(name, None)
     unknown = set(kwargs) - set(_checks.CURVE_FIT_KWARGS)
     if unknown:
-        raise InputError(
+        raise InputTypeError(  # a TypeError, as SciPy's solvers raise it
             f"unexpected keyword argument(s) {', '.join(sorted(unknown))}",
             argument="kwargs",
         )
@@ -685,9 +696,16 @@ def least_squares(
     x_scale=None,
     loss="linear",
     f_scale: float = 1.0,
+    diff_step=None,
+    tr_solver=None,
+    tr_options=None,
+    jac_sparsity=None,
     max_nfev: int | None = None,
+    verbose: int = 0,
     args=(),
     kwargs=None,
+    callback=None,
+    workers=None,
     **unused,
 ):
     """Minimise ``0.5 * sum(rho(fun(x, *args, **kwargs)**2))`` (``scipy.optimize.least_squares``).
@@ -702,8 +720,20 @@ def least_squares(
         x_scale: "jac" (default) or positive scales per variable.
         loss: "linear", "soft_l1", "huber", "cauchy", "arctan" or ``rho(z) -> (3, m)``.
         f_scale: inlier/outlier margin of the robust loss.
+        diff_step: relative step of the forward differences, used where ``fun``
+            runs on the host (default sqrt(eps), SciPy's); elsewhere the
+            derivatives are exact.
+        tr_solver, tr_options: SciPy's trust-region solver choice, checked as
+            SciPy checks it; jaxpro solves each subproblem exactly (dense QR).
+        jac_sparsity: checked ((m, n), not with 'lm'); exact derivatives do not need it.
         max_nfev: evaluation budget (default 200 * (n + 1)).
+        verbose: 0 silent; 1 or 2 print SciPy's closing report (iterations run
+            compiled, so there is no per-iteration report).
         args, kwargs: extra arguments of ``fun`` and ``jac``.
+        callback: not supported with TRF (InputError: the iterations run
+            compiled); with LM a UserWarning, as in SciPy.
+        workers: a map-like callable for the host path's finite differences
+            (SciPy's meaning); unused where derivatives are exact.
 
     Returns:
         A dict-like result with SciPy's fields: x, cost, fun, jac, grad,
@@ -711,22 +741,13 @@ def least_squares(
     """
     import jax
 
-    if unused.get("jac_sparsity") is not None and method == "lm":
-        raise InputError("method='lm' does not support `jac_sparsity`", argument="jac_sparsity")
-    for name in (
-        "tr_solver",
-        "tr_options",
-        "jac_sparsity",
-        "diff_step",
-        "verbose",
-        "callback",
-        "workers",
-    ):
-        unused.pop(name, None)
-    if unused:
-        raise InputError(
+    if unused:  # a TypeError, as Python raises it for SciPy's function
+        raise InputTypeError(
             f"unexpected keyword argument(s) {', '.join(sorted(unused))}", argument="kwargs"
         )
+    _checks.check_solver_keywords(tr_solver, tr_options, jac_sparsity, callback, method)
+    if diff_step is not None:
+        diff_step = _checks.check_tolerance(diff_step, "diff_step")
     theta0 = _checks.check_p0(x0, None, argument="x0")
     n_params = theta0.shape[0]
     settings = resolve_settings(
@@ -747,7 +768,9 @@ def least_squares(
     with float64():
         start = _start(theta0, settings)
         block = {"leaves": jax.device_put(dynamic)}
-        route, shape = _numpy_model.residual_function(fun, jac, rebuild, block["leaves"], start)
+        route, shape = _numpy_model.residual_function(
+            fun, jac, rebuild, block["leaves"], start, diff_step=diff_step, workers=workers
+        )
         residual = route.model
         if len(shape) != 1 or shape[0] == 0:
             raise ModelError(
@@ -757,7 +780,8 @@ def least_squares(
         if callable(jac):
             # the user's jac itself, as SciPy checks it (np.atleast_2d of its value)
             if route.path == _numpy_model.HOST:
-                jac_shape = _numpy_model.host_jac_shape(jac, rebuild, block["leaves"], start)
+                jac_shape, kind = _numpy_model.host_jac_shape(jac, rebuild, block["leaves"], start)
+                _checks.check_jacobian_kind(kind, tr_solver, settings.method, x_scale)
             else:
                 jac_shape = trace_check(
                     _numpy_model.raw_jac(route.jac, rebuild), start, block, what="jac"
@@ -767,6 +791,7 @@ def least_squares(
                     f"The return value of `jac` has wrong shape: expected {(m, n_params)},"
                     f" actual {jac_shape}"
                 )
+        _checks.check_jac_sparsity(jac_sparsity, m, n_params)
         if settings.method == "lm" and m < n_params:
             raise InputError(
                 f"method 'lm' needs at least as many residuals ({m}) as variables ({n_params})",
@@ -799,6 +824,11 @@ def least_squares(
         with float64():
             _, _, j_factor = robust_scaling(settings.loss, settings.f_scale, f_val)
             J = J * np.asarray(j_factor)[:, None]
+    if verbose:
+        print(
+            f"{MESSAGES[status]}\nFunction evaluations {nfev}, final cost {float(out.cost):.4e},"
+            f" first-order optimality {float(out.optimality):.2e}."
+        )
     return _LeastSquaresResult(
         x=x,
         cost=float(out.cost),

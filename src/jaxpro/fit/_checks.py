@@ -155,7 +155,8 @@ def check_inside(
         i = int(outside[0])
         label = names[i] if names is not None else f"parameter {i}"
         raise InputError(
-            f"{label} = {theta[i]:g} is outside its bounds [{lb[i]:g}, {ub[i]:g}]",
+            f"Initial guess is outside of provided bounds: {label} = {theta[i]:g} is outside"
+            f" its bounds [{lb[i]:g}, {ub[i]:g}]",
             argument=argument,
         )
 
@@ -226,3 +227,100 @@ def check_x_scale(x_scale, n_params: int, method: str):
             received=x_scale,
         )
     return False, scales
+
+
+# scipy.sparse.linalg.lsmr's keywords, plus SciPy's own 'regularize'
+_LSMR_OPTIONS = ("damp", "atol", "btol", "conlim", "maxiter", "show", "x0", "regularize")
+
+
+def check_solver_keywords(tr_solver, tr_options, jac_sparsity, callback, method: str) -> None:
+    """SciPy's trust-region keywords, checked as SciPy checks them.
+
+    jaxpro solves every trust-region subproblem exactly (a dense QR of the
+    scaled Jacobian), so ``tr_solver='lsmr'`` and its ``tr_options`` give
+    the same iterates as 'exact'; they are validated, not silently dropped.
+
+    Raises:
+        InputError: an unknown ``tr_solver``, ``jac_sparsity`` with LM, or a
+            ``callback`` with TRF (iterations run compiled; with LM SciPy
+            warns and ignores it, and so does jaxpro); InputTypeError (a TypeError,
+            as lsmr raises): an ``tr_options`` key lsmr does not take.
+    """
+    from jaxpro.errors import InputTypeError
+
+    if tr_solver not in (None, "exact", "lsmr"):
+        raise InputError(
+            "`tr_solver` must be None, 'exact' or 'lsmr'", argument="tr_solver", received=tr_solver
+        )
+    if tr_options is not None and not isinstance(tr_options, dict):
+        raise InputError("must be a dict", argument="tr_options", received=tr_options)
+    if tr_solver == "lsmr" and tr_options:
+        unknown = sorted(set(tr_options) - set(_LSMR_OPTIONS))
+        if unknown:
+            raise InputTypeError(
+                f"lsmr() got unexpected keyword argument(s) {', '.join(unknown)};"
+                f" it takes {', '.join(_LSMR_OPTIONS)}",
+                argument="tr_options",
+            )
+    if jac_sparsity is not None:
+        if method == "lm":
+            raise InputError("method='lm' does not support `jac_sparsity`", argument="jac_sparsity")
+        if tr_solver == "exact":
+            raise InputError(
+                "tr_solver='exact' works only with dense Jacobian matrices; `jac_sparsity`"
+                " makes it sparse",
+                argument="tr_solver",
+            )
+    if callback is not None and method == "lm":
+        import warnings
+
+        # SciPy's behaviour and wording: LM (MINPACK) takes no callback either
+        warnings.warn(
+            "Callback function specified, but not supported with `lm` method.",
+            UserWarning,
+            stacklevel=3,
+        )
+    elif callback is not None:
+        raise InputError(
+            "is not supported: jaxpro's iterations run compiled, with no Python call between"
+            " them; use max_nfev to bound the work, or scipy.optimize.least_squares for a"
+            " callback",
+            argument="callback",
+        )
+
+
+def check_jacobian_kind(kind: str, tr_solver, method: str, x_scale) -> None:
+    """SciPy's rules for a ``jac`` returning a sparse matrix or a LinearOperator.
+
+    Args:
+        kind: "dense", "sparse" or "operator" (what the user's jac returned).
+    """
+    if kind == "dense":
+        return
+    if method == "lm":
+        raise InputError(
+            "method='lm' works only with dense Jacobian matrices", argument="jac", received=kind
+        )
+    if tr_solver == "exact":
+        raise InputError(
+            "tr_solver='exact' works only with dense Jacobian matrices",
+            argument="tr_solver",
+        )
+    if kind == "operator" and isinstance(x_scale, str) and x_scale == "jac":
+        raise InputError(
+            "x_scale='jac' can't be used when `jac` returns LinearOperator", argument="x_scale"
+        )
+
+
+def check_jac_sparsity(jac_sparsity, m: int, n: int) -> None:
+    """``jac_sparsity`` must be ``(m, n)`` (it only says which entries may be nonzero)."""
+    if jac_sparsity is None:
+        return
+    shape = getattr(jac_sparsity, "shape", None)
+    if shape is None:
+        shape = np.atleast_2d(np.asarray(jac_sparsity)).shape
+    if tuple(shape) != (m, n):
+        raise InputError(
+            f"`jac_sparsity` has wrong shape: expected {(m, n)}, got {tuple(shape)}",
+            argument="jac_sparsity",
+        )

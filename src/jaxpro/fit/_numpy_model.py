@@ -154,17 +154,29 @@ def values_match(reference, candidate) -> bool:
 # ----------------------------------------------------------------------------- host path
 
 
-def _forward_differences(call: Callable, theta: np.ndarray, f0: np.ndarray) -> np.ndarray:
-    """SciPy's '2-point' Jacobian ``(m, p)`` of ``call`` at ``theta`` (``f0 = call(theta)``)."""
+def _forward_differences(
+    call: Callable, theta: np.ndarray, f0: np.ndarray, rel_step=None, workers=None
+) -> np.ndarray:
+    """SciPy's '2-point' Jacobian ``(m, p)`` of ``call`` at ``theta`` (``f0 = call(theta)``).
+
+    Args:
+        rel_step: relative step (SciPy's ``diff_step``); default sqrt(eps).
+        workers: a map-like callable evaluating the shifted points (SciPy's ``workers``).
+    """
     eps = np.finfo(np.float64).eps
     sign = np.where(theta >= 0, 1.0, -1.0)
-    steps = eps**0.5 * sign * np.maximum(1.0, np.abs(theta))
-    jac = np.empty((f0.shape[0], theta.shape[0]))
+    relative = eps**0.5 if rel_step is None else rel_step
+    steps = relative * sign * np.maximum(1.0, np.abs(theta))
+    points, taken = [], []
     for j in range(theta.shape[0]):
         shifted = theta.copy()
         shifted[j] = theta[j] + steps[j]
-        h = shifted[j] - theta[j]  # the step actually taken, after rounding
-        jac[:, j] = (call(shifted) - f0) / h
+        points.append(shifted)
+        taken.append(shifted[j] - theta[j])  # the step actually taken, after rounding
+    values = list(map(call, points)) if workers is None else list(workers(call, points))
+    jac = np.empty((f0.shape[0], theta.shape[0]))
+    for j, (value, h) in enumerate(zip(values, taken, strict=True)):
+        jac[:, j] = (np.asarray(value) - f0) / h
     return jac
 
 
@@ -181,7 +193,12 @@ class HostClock:
 
 
 def host_function(
-    evaluate: Callable, jacobian: Callable | None, size: Callable, clock: HostClock
+    evaluate: Callable,
+    jacobian: Callable | None,
+    size: Callable,
+    clock: HostClock,
+    rel_step=None,
+    workers=None,
 ) -> Callable:
     """A JAX function ``g(theta, *data) -> (m,)`` that runs ``evaluate`` on the host.
 
@@ -249,7 +266,7 @@ def host_function(
             clock.seconds += time.perf_counter() - start
             jac = np.atleast_2d(jac).reshape(f0.shape[0], theta.shape[0])
         else:
-            jac = _forward_differences(lambda t: timed(t, data, True), theta, f0)
+            jac = _forward_differences(lambda t: timed(t, data, True), theta, f0, rel_step, workers)
         return bits(f0), bits(jac)
 
     def shapes(theta, data):
@@ -470,13 +487,23 @@ def dense_jacobian(jac, n: int) -> np.ndarray:
     return np.asarray(jac, dtype=np.float64)
 
 
-def host_jac_shape(jac: Callable, rebuild, leaves, theta0: np.ndarray) -> tuple[int, ...]:
-    """The shape of the user's ``jac`` at ``theta0`` evaluated on the host (``np.atleast_2d``)."""
+def host_jac_shape(jac: Callable, rebuild, leaves, theta0: np.ndarray):
+    """The user's ``jac`` at ``theta0`` on the host: ``(shape, kind)`` as SciPy reads it.
+
+    ``kind`` is "dense", "sparse" (scipy.sparse) or "operator" (LinearOperator).
+    """
     args, kwargs = rebuild(tuple(np.asarray(leaf) for leaf in leaves))
-    return np.atleast_2d(dense_jacobian(jac(theta0.copy(), *args, **kwargs), theta0.shape[0])).shape
+    value = jac(theta0.copy(), *args, **kwargs)
+    if hasattr(value, "toarray"):
+        kind = "sparse"
+    elif hasattr(value, "matmat") and not isinstance(value, np.ndarray):
+        kind = "operator"
+    else:
+        kind = "dense"
+    return np.atleast_2d(dense_jacobian(value, theta0.shape[0])).shape, kind
 
 
-def residual_function(fun, jac, rebuild, leaves, theta0: np.ndarray):
+def residual_function(fun, jac, rebuild, leaves, theta0: np.ndarray, diff_step=None, workers=None):
     """How to run ``fun(x, *args, **kwargs)`` (least_squares): as written, translated, or on the host.
 
     Args:
@@ -520,7 +547,7 @@ def residual_function(fun, jac, rebuild, leaves, theta0: np.ndarray):
     shape = reference.shape
     if reference.ndim != 1:
         return ModelPath(JAX, residual, user_jac), shape  # the caller names the shape
-    key = ("fun", user_jac, rebuild, shape)
+    key = ("fun", user_jac, rebuild, shape, diff_step, workers)
     known = _recall(fun, key)
     if known is not None:
         return _reused(known), shape
@@ -558,7 +585,7 @@ def residual_function(fun, jac, rebuild, leaves, theta0: np.ndarray):
             a, k = rebuild(data)
             return user_jac(theta, *a, **k)
 
-    g = host_function(evaluate, jacobian, lambda *shapes: m, clock)
+    g = host_function(evaluate, jacobian, lambda *shapes: m, clock, diff_step, workers)
 
     def host_residual(theta, block):
         return g(theta, *block["leaves"])
