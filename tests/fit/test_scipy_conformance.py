@@ -23,13 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::jaxpro.errors.NumPyModelWarning
 _minpack = importlib.import_module("scipy.optimize.tests.test_minpack")
 _lsq = importlib.import_module("scipy.optimize.tests.test_least_squares")
 
-# Why jaxpro differs from SciPy, one reason per convention still to land.
-_DOGBOX = "method='dogbox' is refused"
-_X_3D = "xdata with more than two dimensions is refused (SciPy passes any shape to the model)"
-_NONE_X = "xdata=None (or an object array SciPy passes through to the model) is refused"
-_BROADCAST_Y = "ydata that only broadcasts against the model's output is refused"
-_SPARSE_RESULT = "result.jac is dense where SciPy returns the sparse kind the user's jac returned"
-# Kept on purpose or found by these tests:
+# Why jaxpro differs from SciPy: kept on purpose, or found by these tests.
 _STATEFUL = (
     "the model asserts it is never called twice in a row with the same parameters; jaxpro"
     " traces it and then evaluates it at p0 on the host before the fit evaluates it there"
@@ -44,29 +38,10 @@ _UNDERDETERMINED = (
 )
 
 # Test node (Class::test[param]) -> why it fails. Measured with SciPy 1.18.1
-# (the lock): TestCurveFit 26 of 46 pass, TestTRF and TestLM 73 of 75.
+# (the lock): TestCurveFit 44 of 46 pass, TestTRF and TestLM 74 of 75.
 EXPECTED_FAILURES: dict[str, str] = {
-    "TestCurveFit::test_pcov": _DOGBOX,
-    "TestCurveFit::test_nan_policy_1d[dogbox]": _DOGBOX,
-    "TestCurveFit::test_nan_policy_2d[dogbox]": _DOGBOX,
-    "TestCurveFit::test_nan_policy_2_3d[lm-2]": _X_3D,
-    "TestCurveFit::test_nan_policy_2_3d[lm-3]": _X_3D,
-    "TestCurveFit::test_nan_policy_2_3d[trf-2]": _X_3D,
-    "TestCurveFit::test_nan_policy_2_3d[trf-3]": _X_3D,
-    "TestCurveFit::test_nan_policy_2_3d[dogbox-2]": _DOGBOX,
-    "TestCurveFit::test_nan_policy_2_3d[dogbox-3]": _X_3D,
-    "TestCurveFit::test_None_x": _NONE_X,
-    "TestCurveFit::test_method_argument": _DOGBOX,
-    "TestCurveFit::test_full_output": _DOGBOX,
-    "TestCurveFit::test_bounds": _DOGBOX,
-    "TestCurveFit::test_bounds_p0": _DOGBOX,
-    "TestCurveFit::test_jac": _DOGBOX,
-    "TestCurveFit::test_dtypes": _DOGBOX,
-    "TestCurveFit::test_broadcast_y": _BROADCAST_Y,
     "TestCurveFit::test_gh4555b": _EXACT_PCOV,
     "TestCurveFit::test_gh13670": _STATEFUL,
-    "TestCurveFit::test_gh20155_error_mentions_x0[dogbox]": _DOGBOX,
-    "TestTRF::test_solver_selection": _SPARSE_RESULT,
     "TestTRF::test_rosenbrock_cropped": _UNDERDETERMINED,
 }
 

@@ -299,3 +299,107 @@ def test_diff_step_and_workers_drive_the_host_differences():
         result = jaxpro.least_squares(fun, 2.0, diff_step=1e-4, workers=workers)
     np.testing.assert_allclose(result.x, [3.0], atol=1e-8)
     assert calls and set(calls) == {1}  # one shifted point per parameter, through workers
+
+
+# ----------------------------------------------------------------------------- dogbox, p0 from bounds, full_output
+
+
+def test_dogbox_runs_as_trf_and_says_so():
+    from jaxpro.errors import JaxproWarning
+
+    with pytest.warns(JaxproWarning, match="method='dogbox' ran as 'trf'"):
+        popt, pcov = jaxpro.curve_fit(line, X, Y, method="dogbox", bounds=(0.0, 5.0))
+    trf = jaxpro.curve_fit(line, X, Y, method="trf", bounds=(0.0, 5.0))
+    np.testing.assert_array_equal(popt, trf[0])
+    with pytest.warns(JaxproWarning):
+        result = jaxpro.fit(line, X, Y, method="dogbox")
+    assert result.plan.method == "trf"
+    assert "'dogbox' was requested" in result.plan.reasons[0]
+
+
+def test_without_p0_the_start_is_inside_the_bounds_as_in_scipy():
+    # SciPy's start: the middle of [0, 0.6] and one above b's lower bound 0.
+    # The optimum has a on its bound 0.6; b then minimises a 1-D problem,
+    # solved here to 1e-14 as the oracle: jaxpro within 1e-7, SciPy 5e-5 short.
+    def model(x, a, b):
+        return a * jnp.exp(-b * x)
+
+    popt, _ = jaxpro.curve_fit(model, X, Y, bounds=([0.0, 0.0], [0.6, np.inf]))
+
+    def slope(b):  # d/db of 0.5 * sum((0.6 exp(-b x) - y)^2)
+        e = np.exp(-b * X)
+        return np.sum((0.6 * e - Y) * (-0.6 * X * e))
+
+    b_star = scipy.optimize.brentq(slope, 1e-3, 5.0, xtol=1e-14)
+    assert popt[0] == pytest.approx(0.6, abs=1e-12)
+    np.testing.assert_allclose(popt[1], b_star, rtol=1e-7)
+    ref, _ = scipy.optimize.curve_fit(
+        lambda x, a, b: a * np.exp(-b * x), X, Y, bounds=([0.0, 0.0], [0.6, np.inf])
+    )
+    np.testing.assert_allclose(popt, ref, rtol=1e-4)  # SciPy, from the same start
+
+
+def test_lm_full_output_has_minpacks_fields():
+    popt, pcov, info, message, ier = jaxpro.curve_fit(
+        line, X, Y, method="lm", full_output=True, absolute_sigma=True
+    )
+    n = popt.size
+    assert {"nfev", "fvec", "fjac", "ipvt", "qtf"} <= set(info)
+    assert ier in (1, 2, 3, 4) and isinstance(message, str)
+    # SciPy's recipe: r = triu(fjac.T[:n]), columns permuted by ipvt
+    r = np.triu(info["fjac"].T[:n, :])
+    perm = np.eye(n)[info["ipvt"] - 1]
+    cov = np.linalg.inv((r @ perm.T).T @ (r @ perm.T))
+    np.testing.assert_allclose(cov, pcov, rtol=1e-10)
+    J = np.stack([X, np.ones_like(X)], axis=1)
+    np.testing.assert_allclose(cov, np.linalg.inv(J.T @ J), rtol=1e-10)
+
+
+# ----------------------------------------------------------------------------- xdata and ydata shapes
+
+
+def test_three_dimensional_xdata_reaches_the_model_in_its_shape():
+    rng = np.random.default_rng(11)
+    x = rng.uniform(0.0, 2.0, size=(1, 2, 40))
+    y = 1.5 * x[0, 0] + 0.5 * x[0, 1] ** 2 + rng.normal(0.0, 0.01, 40)
+    shapes = []
+
+    def model(x, a, b):
+        shapes.append(x.shape)
+        return a * x[0, 0] + b * x[0, 1] ** 2
+
+    popt, _ = jaxpro.curve_fit(model, x, y)
+    ref, _ = scipy.optimize.curve_fit(lambda x, a, b: a * x[0, 0] + b * x[0, 1] ** 2, x, y)
+    np.testing.assert_allclose(popt, ref, rtol=1e-6)
+    assert all(s[:2] == (1, 2) for s in shapes)
+
+
+def test_xdata_none_and_scalar_ydata_as_in_scipy():
+    popt, _ = jaxpro.curve_fit(lambda _, a: a * jnp.arange(10.0), None, 2.0 * np.arange(10))
+    np.testing.assert_allclose(popt, [2.0], rtol=1e-10)
+    target = 4.7 * X**2 + 3.5 * X
+
+    def shifted(x, a, b):
+        return a * x**2 + b * x - target
+
+    zeros, _ = jaxpro.curve_fit(shifted, X, np.zeros_like(X))
+    scalar, _ = jaxpro.curve_fit(shifted, X, 0)
+    np.testing.assert_array_equal(zeros, scalar)
+    np.testing.assert_allclose(scalar, [4.7, 3.5], rtol=1e-10)
+
+
+def test_a_sparse_jac_comes_back_sparse():
+    import scipy.sparse
+
+    def fun(x):
+        r = np.empty(2)
+        r[0] = x[0] ** 2 - 1.0
+        r[1] = x[1] ** 2 - 4.0
+        return r
+
+    with pytest.warns(NumPyModelWarning):
+        result = jaxpro.least_squares(
+            fun, [2.0, 3.0], lambda x: scipy.sparse.csr_matrix(np.diag(2.0 * x))
+        )
+    assert scipy.sparse.issparse(result.jac)
+    np.testing.assert_allclose(result.jac.toarray(), np.diag([2.0, 4.0]), atol=1e-9)

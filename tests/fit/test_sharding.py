@@ -19,7 +19,7 @@ import pytest
 jax.config.update("jax_enable_x64", True)
 
 import jaxpro  # noqa: E402
-from jaxpro.fit import _api  # noqa: E402
+from jaxpro.fit import _orchestrate  # noqa: E402
 
 N = 2_500_000  # 2.5e6 > 2**20 points per device on 2 devices; lowered below for 4
 
@@ -33,8 +33,8 @@ SCRIPT = textwrap.dedent(
     import json, sys
     import numpy as np, jax, jax.numpy as jnp
     import jaxpro
-    from jaxpro.fit import _api
-    _api.SHARD_MIN_POINTS = 1 << 16  # split even this test-sized data
+    from jaxpro.fit import _orchestrate
+    _orchestrate.SHARD_MIN_POINTS = 1 << 16  # split even this test-sized data
     def two_peaks(x, a1, m1, s1, a2, m2, s2):
         return a1 * jnp.exp(-0.5 * ((x - m1) / s1) ** 2) + a2 * jnp.exp(-0.5 * ((x - m2) / s2) ** 2)
     n = int(sys.argv[1])
@@ -76,7 +76,7 @@ def test_four_devices_equal_one_device(sharded):
 
 
 def test_shard_count_rule():
-    assert _api._shards(10) == 1, "one device here: never split"
+    assert _orchestrate._shards(10) == 1, "one device here: never split"
 
 
 def test_use_cpu_cores_gives_one_device_per_core_before_start():

@@ -2,527 +2,48 @@
 
 They take SciPy's arguments with SciPy's meaning and return what SciPy
 returns, computed by jaxpro's compiled engine (exact Jacobians by forward-mode
-autodiff, the whole iteration in one XLA loop). Deliberate differences:
+autodiff, the whole iteration in one XLA loop). SciPy's own tests judge how
+far that holds (``tests/fit/test_scipy_conformance.py``). Deliberate
+differences:
 
-- Tolerances default to 1e-12 rather than 1e-8, so certified problems reach
-  full accuracy (SciPy's defaults stop ENSO, MGH09 and Thurber at 3-4 digits).
-- ``method=None`` picks TRF for bounded problems or robust losses, else LM.
-- ``x_scale`` defaults to ``'jac'`` for both methods.
+- Tolerances default to 1e-15 rather than 1e-8, so certified problems reach
+  full accuracy (SciPy's defaults stop ENSO, MGH09 and Thurber at 3-4 digits);
+  None still disables a test, as in SciPy.
+- ``method=None`` picks TRF for bounded problems or robust losses, else LM;
+  'dogbox' runs as TRF, with a warning.
 - ``jac`` strings ('2-point', '3-point', 'cs') all mean exact autodiff.
-- Models must be JAX-traceable (``jax.numpy``, no Python branches on values).
+- Functions written with NumPy run as their exact jax.numpy translation, or on
+  the host with forward differences as SciPy runs them (``_numpy_model``).
+
+The orchestration all entry points share is in ``_orchestrate``.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from jaxpro._precision import float64
-from jaxpro.errors import (
-    ConvergenceError,
-    InputError,
-    InputTypeError,
-    ModelError,
-    NumPyModelWarning,
-    OptimizeWarning,
-)
+from jaxpro.errors import ConvergenceError, InputError, InputTypeError, ModelError
 from jaxpro.fit import _checks, _data, _engine, _numpy_model
-from jaxpro.fit._engine import Outcome, Solved
-from jaxpro.fit._losses import check_loss
 from jaxpro.fit._model import count_parameters, curve_residual, trace_check
-from jaxpro.io import as_array
+from jaxpro.fit._orchestrate import (
+    MESSAGES,
+    CurveData,
+    _solve,
+    _stage_run,
+    _start,
+    prepare_curve_data,
+    resolve_settings,
+    run_curve,
+    scaled_covariance,
+    warn_host,
+)
 
-__all__ = ["curve_fit", "least_squares", "prepare_curve_data"]
-
-MESSAGES = {
-    -3: "The model returned non-finite values at the starting point.",
-    0: "The maximum number of function evaluations is exceeded.",
-    1: "`gtol` termination condition is satisfied.",
-    2: "`ftol` termination condition is satisfied.",
-    3: "`xtol` termination condition is satisfied.",
-    4: "Both `ftol` and `xtol` termination conditions are satisfied.",
-}
-
-
-@dataclass(frozen=True)
-class CurveData:
-    """Validated curve-fitting data (float64, NaN rows removed if asked)."""
-
-    x: np.ndarray  # (n,) or (k, n)
-    y: np.ndarray  # (n,)
-    weights: np.ndarray | None  # 1/sigma, (n,)
-    chol: np.ndarray | None  # lower Cholesky factor of a 2-D sigma
-    kept: np.ndarray | None  # indices of rows kept by nan_policy='omit'
-
-    @property
-    def n(self) -> int:
-        return self.y.shape[0]
-
-
-def prepare_curve_data(
-    xdata, ydata, sigma, *, nan_policy=None, x_name="xdata", y_name="ydata"
-) -> CurveData:
-    """Validate x, y and sigma; apply ``nan_policy`` (None/'raise' rejects NaN/Inf, 'omit' drops them).
-
-    Args:
-        x_name, y_name: the caller's names for x and y, quoted in errors.
-    """
-    if nan_policy not in (None, "raise", "omit", "propagate"):
-        # SciPy's wording after jaxpro's prefix (SciPy's tests match on it)
-        raise InputError(
-            "nan_policy must be one of {None, 'raise', 'omit'}",
-            argument="nan_policy",
-            received=nan_policy,
-        )
-    if nan_policy == "propagate":
-        raise InputError(
-            "`nan_policy='propagate'` is not supported by this function: it would return NaN"
-            " parameters; use 'omit' to drop incomplete rows",
-            argument="nan_policy",
-        )
-    omit = nan_policy == "omit"
-    try:
-        y = as_array(ydata, argument=y_name, ndim=1, allow_nonfinite=omit)
-        x = as_array(xdata, argument=x_name, ndim=(1, 2), allow_nonfinite=omit)
-    except InputError as error:
-        if nan_policy == "raise" and "non-finite" in str(error):
-            raise InputError(
-                f"The input contains nan values: {error}", argument=error.argument
-            ) from None
-        raise
-    if x.shape[-1] != y.shape[0]:
-        raise InputError(
-            f"{x_name} has {x.shape[-1]} points along its last axis but {y_name} has {y.shape[0]}",
-            argument=x_name,
-            received=xdata,
-        )
-    weights = chol = None
-    sig = None
-    if sigma is not None:
-        sig = as_array(sigma, argument="sigma", ndim=(0, 1, 2), allow_nonfinite=omit)
-        if sig.size == 1:
-            # SciPy: one value is every point's standard deviation.
-            sig = np.full(y.shape[0], sig.item())
-        if sig.shape not in ((y.shape[0],), (y.shape[0], y.shape[0])):
-            raise InputError(
-                f"must have shape ({y.shape[0]},) or ({y.shape[0]}, {y.shape[0]})",
-                argument="sigma",
-                received=sigma,
-            )
-    kept = None
-    if omit:
-        good = np.isfinite(y) & np.all(np.isfinite(np.atleast_2d(x)), axis=0)
-        if sig is not None and sig.ndim == 1:
-            good &= np.isfinite(sig)
-        if not np.all(good):
-            kept = np.flatnonzero(good)
-            y, x = y[kept], x[..., kept]
-            if sig is not None:
-                sig = sig[kept] if sig.ndim == 1 else sig[np.ix_(kept, kept)]
-    if y.shape[0] == 0:
-        raise InputError("no finite data points left", argument=y_name)
-    if sig is not None:
-        if sig.ndim == 1:
-            bad = np.flatnonzero(~(sig > 0))
-            if bad.size:
-                raise InputError(
-                    f"must be > 0 everywhere; index {int(bad[0])} has {sig[bad[0]]:g}",
-                    argument="sigma",
-                )
-            weights = 1.0 / sig
-        else:
-            try:
-                chol = np.linalg.cholesky(sig)
-            except np.linalg.LinAlgError:
-                raise InputError(
-                    "a 2-D sigma must be a symmetric positive-definite covariance matrix",
-                    argument="sigma",
-                ) from None
-    return CurveData(np.ascontiguousarray(x), np.ascontiguousarray(y), weights, chol, kept)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Resolved solver settings (after defaults and checks)."""
-
-    method: str
-    loss: Any
-    f_scale: float
-    ftol: float
-    xtol: float
-    gtol: float
-    max_nfev: int
-    jac_scale: bool
-    x_scale: np.ndarray
-    lb: np.ndarray
-    ub: np.ndarray
-
-    @property
-    def bounded(self) -> bool:
-        return bool(np.any(np.isfinite(self.lb)) or np.any(np.isfinite(self.ub)))
-
-
-def resolve_settings(
-    n_params,
-    *,
-    method=None,
-    bounds=(-np.inf, np.inf),
-    loss="linear",
-    f_scale=1.0,
-    ftol=None,
-    xtol=None,
-    gtol=None,
-    max_nfev=None,
-    x_scale=None,
-) -> Settings:
-    loss = check_loss(loss, f_scale)
-    lb, ub = _checks.check_bounds(bounds, n_params)
-    bounded = bool(np.any(np.isfinite(lb)) or np.any(np.isfinite(ub)))
-    method = _checks.check_method(method, bounded, loss != "linear")
-    jac_scale, scales = _checks.check_x_scale(x_scale, n_params, method)
-    ftol = _checks.check_tolerance(_checks.FTOL if ftol is None else ftol, "ftol")
-    xtol = _checks.check_tolerance(_checks.XTOL if xtol is None else xtol, "xtol")
-    gtol = _checks.check_tolerance(_checks.GTOL if gtol is None else gtol, "gtol")
-    _checks.check_tolerances(method, ftol, xtol, gtol)
-    return Settings(
-        method=method,
-        loss=loss,
-        f_scale=float(f_scale),
-        ftol=ftol,
-        xtol=xtol,
-        gtol=gtol,
-        max_nfev=_checks.check_max_nfev(max_nfev, n_params),
-        jac_scale=jac_scale,
-        x_scale=scales,
-        lb=lb,
-        ub=ub,
-    )
-
-
-def _start(theta0: np.ndarray, settings: Settings) -> np.ndarray:
-    """TRF needs a strictly feasible start: nudge points sitting on a bound inside."""
-    if settings.method != "trf":
-        return theta0
-    lb, ub = settings.lb, settings.ub
-    start = theta0.copy()
-    on_lower = start <= lb
-    on_upper = start >= ub
-    start[on_lower] = np.nextafter(lb[on_lower], ub[on_lower])
-    start[on_upper] = np.nextafter(ub[on_upper], lb[on_upper])
-    return start
-
-
-# Long data start from a fit to a random subsample: the subsample's optimum
-# is within a few standard errors of the full one, so the full-data solver
-# needs about three passes (Gauss-Newton converges quadratically from there)
-# instead of the seven to twelve it needs from a rough p0, and the
-# subsample's R preconditions the first chunked pass.
-WARM_START_MIN = 1 << 16
-SUBSAMPLE = _data.DIRECT_MAX  # small enough for the exact, cheap-to-compile direct path
-REDESCENDING = ("cauchy", "arctan")
-
-
-@dataclass(frozen=True)
-class CurveRun:
-    """What :func:`run_curve` did: the solve and how it got there."""
-
-    solved: Solved
-    layout: _data.Layout
-    settings: Settings  # as finally used (TRF after a fallback)
-    fallback: str | None = None
-    warm_start: dict | None = None
-    first_method: str | None = None  # the method chosen before any fallback
-    n: int = 0  # points in the fit (all processes together)
-    processes: int = 1
-    route: _numpy_model.ModelPath | None = None  # how the model ran (JAX, translated, host)
-
-
-def _subsample(data: CurveData, size: int) -> CurveData:
-    """One random point from each of ``size`` equal strata of the data (deterministic)."""
-    n = data.n
-    rng = np.random.default_rng(20261125)
-    edges = (np.arange(size + 1) * n) // size
-    index = edges[:-1] + (rng.random(size) * (edges[1:] - edges[:-1])).astype(np.int64)
-    weights = None if data.weights is None else data.weights[index]
-    return CurveData(data.x[..., index], data.y[index], weights, None, None)
-
-
-def run_curve(
-    model: Callable,
-    data: CurveData,
-    theta0: np.ndarray,
-    settings: Settings,
-    jac=None,
-    *,
-    auto_method: bool = False,
-    what: str = "model",
-) -> CurveRun:
-    """Lay out the data, check the model, compile (cached) and solve. Call inside float64().
-
-    Args:
-        auto_method: the method was chosen by jaxpro, so a failed LM may be
-            retried with TRF.
-    """
-    distributed = _process_count() > 1
-    if distributed:
-        layout, arrays, n_total, warm_sample = _distributed_layout(data)
-    else:
-        layout, arrays = _data.build(
-            data.x, data.y, data.weights, data.chol, shards=_shards(data.n)
-        )
-        n_total = data.n
-        warm_sample = _subsample(data, SUBSAMPLE) if data.n >= WARM_START_MIN else None
-    sample = arrays["block"] if layout.kind == "direct" else _first_chunk(arrays["regions"][0])
-    route = _numpy_model.curve_model(model, jac, data.x, data.n, theta0, sample, what)
-    residual = curve_residual(route.model, route.jac)
-    shape = trace_check(residual, theta0, sample, what=what)
-    expected = sample["y"].shape
-    if shape != expected:
-        raise ModelError(
-            f"{what} returned shape {shape} for {expected[0]} points; expected {expected}"
-        )
-    main = (_engine.StageSpec(layout, settings.loss), _stage_run(arrays, n_total, settings))
-    # Cauchy and arctan are redescending (non-convex): from a rough start every
-    # point looks like an outlier and the fit can settle anywhere. Experts
-    # start them from a Huber fit; jaxpro does the same.
-    pre_loss = "huber" if settings.loss in REDESCENDING else settings.loss
-    first = None
-    if layout.kind == "chunked" and warm_sample is not None:
-        small = warm_sample
-        small_layout, small_arrays = _data.build(small.x, small.y, small.weights)
-        first = (
-            _engine.StageSpec(small_layout, pre_loss),
-            _stage_run(small_arrays, small.n, settings),
-        )
-    elif pre_loss != settings.loss:
-        first = (_engine.StageSpec(layout, pre_loss), _stage_run(arrays, n_total, settings))
-    stages = (main,) if first is None else (first, main)
-    solved = _solve(residual, settings, stages, _start(theta0, settings))
-    out = solved.outcome
-    if out.status == -3:
-        raise ModelError(_nonfinite_message(route.model, data, theta0, route.jac, what))
-    warm_info = None
-    if first is not None:
-        warm_info = {
-            "points": first[1].n_rows,
-            "loss": pre_loss if isinstance(pre_loss, str) else "custom",
-            "nfev": out.first_nfev,
-            "status": out.first_status,
-            "used": out.first_status > 0,
-        }
-    fallback = None
-    first_method = settings.method
-    trouble = _lm_trouble(out, n_total) if auto_method and settings.method == "lm" else None
-    if trouble is not None:
-        # LM can wander off on saturating models (NIST BoxBOD from its far
-        # start: b2 -> 27, the model flat); TRF's reflective steps and scaling
-        # recover. Only when the method was left to jaxpro: an explicit
-        # method='lm' is respected. The better of the two answers is kept.
-        trf = replace(settings, method="trf")
-        retry = _solve(residual, trf, stages, _start(theta0, trf))
-        better = retry.outcome.status > 0 and (out.status <= 0 or retry.outcome.cost <= out.cost)
-        if better:
-            settings = trf
-            fallback = f"LM {trouble}; TRF was run instead and found a better fit"
-        else:
-            fallback = f"LM {trouble}; TRF was tried too and did no better"
-        chosen = retry if better else solved
-        solved = replace(
-            chosen,
-            compile_seconds=solved.compile_seconds + retry.compile_seconds,
-            run_seconds=solved.run_seconds + retry.run_seconds,
-        )
-    if route.path == _numpy_model.HOST:
-        warn_host(what, route, solved.run_seconds)
-    return CurveRun(
-        solved,
-        layout,
-        settings,
-        fallback,
-        warm_info,
-        first_method,
-        n_total,
-        _process_count(),
-        route,
-    )
-
-
-def warn_host(what: str, route: _numpy_model.ModelPath, run_seconds: float) -> None:
-    """One warning: the function ran on the host, what that cost, and the rewrite that avoids it."""
-    clock = route.clock
-    warnings.warn(
-        f"{what} cannot be traced by JAX ({route.reason}); it ran on the host as SciPy runs it,"
-        f" with forward-difference derivatives: {clock.evaluations} evaluations took"
-        f" {clock.seconds:.3g} s of the {run_seconds:.3g} s solve. Written with jax.numpy"
-        " (jnp.exp for np.exp, x = x.at[i].set(v) for x[i] = v, jnp.where for if) it would"
-        " run compiled with exact derivatives and no host round trips.",
-        NumPyModelWarning,
-        stacklevel=4,
-    )
-
-
-# A standard error this many times the parameter's magnitude means the
-# parameter is not determined at all: typically LM parked on a plateau.
-_UNDETERMINED = 1e6
-
-
-def _lm_trouble(out: Outcome, n: int) -> str | None:
-    """Why an LM result deserves a second opinion from TRF, or None."""
-    if out.status == 0:
-        return "used its evaluation budget without converging"
-    p = out.x.shape[0]
-    if n > p:
-        variance = np.diag(out.covariance) * 2.0 * max(out.cost, np.finfo(float).tiny) / (n - p)
-        stderr = np.sqrt(np.abs(variance))
-        if not np.all(np.isfinite(stderr)) or np.any(
-            stderr > _UNDETERMINED * np.maximum(np.abs(out.x), 1e-300)
-        ):
-            return "converged where some parameters are undetermined (a plateau of the cost)"
-    return None
-
-
-def _process_count() -> int:
-    import jax
-
-    return jax.process_count()
-
-
-def _distributed_layout(data: CurveData):
-    """This process's shard of a multi-process fit: layout, arrays, global n, global sample.
-
-    Each process holds its own rows. They agree (one all-gather) on the total,
-    a common chunk count, and a warm-start sample made of an equal share from
-    every process, so every process runs the identical program.
-    """
-    import jax
-    from jax.experimental import multihost_utils
-
-    if data.chol is not None:
-        raise InputError("a full covariance cannot be split across processes", argument="sigma")
-    processes = jax.process_count()
-    counts = np.asarray(multihost_utils.process_allgather(np.array([data.n], np.int64))).reshape(-1)
-    n_total = int(counts.sum())
-    chunk = _data.MID_CHUNK if n_total <= _data.BUCKETED_MAX else _data.LARGE_CHUNK
-    per_device = jax.local_device_count()
-    chunks = -(-int(counts.max()) // chunk)
-    chunks = -(-chunks // per_device) * per_device
-    layout, arrays = _data.build_shard(
-        data.x,
-        data.y,
-        data.weights,
-        chunk=chunk,
-        chunks=chunks,
-        processes=processes,
-        devices=jax.device_count(),
-    )
-    sample = None
-    share = min(SUBSAMPLE // processes, int(counts.min()))
-    if n_total >= WARM_START_MIN and share > 0:
-        local = _subsample(data, share)
-        w = np.ones(share) if local.weights is None else local.weights
-        gathered = [np.asarray(multihost_utils.process_allgather(a)) for a in (local.x, local.y, w)]
-        x = np.concatenate(list(gathered[0]), axis=-1)
-        weights = gathered[2].reshape(-1)
-        sample = CurveData(
-            x, gathered[1].reshape(-1), None if data.weights is None else weights, None, None
-        )
-    return layout, arrays, n_total, sample
-
-
-# Below this many points per device, splitting costs more (per-device copies,
-# collectives) than it saves.
-SHARD_MIN_POINTS = 1 << 20
-
-
-def _shards(n: int) -> int:
-    """Devices to split ``n`` points over: every device, if each gets enough work.
-
-    On a CPU, JAX shows one device unless configured otherwise (see
-    ``jaxpro.use_cpu_cores``).
-    """
-    import jax
-
-    devices = jax.device_count()
-    return devices if devices > 1 and n >= SHARD_MIN_POINTS * devices else 1
-
-
-def _first_chunk(region):
-    import jax
-
-    return jax.tree.map(lambda a: a[0], region)
-
-
-def _stage_run(arrays, n_rows: int, settings: Settings) -> _engine.StageRun:
-    return _engine.StageRun(
-        arrays,
-        n_rows,
-        settings.max_nfev,
-        settings.ftol,
-        settings.xtol,
-        settings.gtol,
-        settings.f_scale,
-    )
-
-
-def _solve(residual, settings: Settings, stages, theta0) -> Solved:
-    """Compile (cached) and run ``stages`` (pairs of StageSpec and StageRun)."""
-    program = _engine.Program(
-        residual, settings.method, settings.jac_scale, tuple(spec for spec, _ in stages)
-    )
-    prepared = _engine.prepare(
-        program, tuple(run for _, run in stages), theta0, settings.lb, settings.ub, settings.x_scale
-    )
-    return _engine.solve(prepared)
-
-
-def _nonfinite_message(model, data: CurveData, theta0, jac, what) -> str:
-    """Name the first point where the model (or its derivative) is not finite at p0."""
-    import jax
-    import jax.numpy as jnp
-
-    values = np.asarray(
-        jax.jit(lambda th: jnp.broadcast_to(model(data.x, *th), data.y.shape))(theta0)
-    )
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        i = int(bad[0])
-        xi = data.x[..., i]
-        return (
-            f"{what} returns non-finite values at p0 for {bad.size} of {data.n} points "
-            f"(first at index {i}, x={np.array2string(np.asarray(xi), precision=6)}: {values[i]}); "
-            "choose p0 where the model is finite, or bound the parameters"
-        )
-    return (
-        f"the derivative of the {what} is not finite at p0 = {np.array2string(theta0, precision=6)}; "
-        "choose another p0 (e.g. away from sqrt(0), log(0) or 0**negative)"
-    )
-
-
-def scaled_covariance(
-    solved: Solved, n: int, n_params: int, absolute_sigma: bool, cost: float
-) -> np.ndarray:
-    """SciPy's pcov: ``(J^T J)^{-1}``, times the residual variance unless absolute_sigma."""
-    pcov = np.array(solved.outcome.covariance, dtype=np.float64)
-    if not np.all(np.isfinite(pcov)):
-        warnings.warn(
-            "Covariance of the parameters could not be estimated", OptimizeWarning, stacklevel=3
-        )
-        return np.full((n_params, n_params), np.inf)
-    if not absolute_sigma:
-        if n > n_params:
-            pcov = pcov * (2.0 * cost / (n - n_params))
-        else:
-            warnings.warn(
-                "Covariance of the parameters could not be estimated (no degrees of freedom)",
-                OptimizeWarning,
-                stacklevel=3,
-            )
-            pcov = np.full((n_params, n_params), np.inf)
-    return pcov
+__all__ = ["curve_fit", "least_squares"]
 
 
 def curve_fit(
@@ -582,9 +103,17 @@ def curve_fit(
             kwargs[name] = _checks.scipy_tolerance(kwargs[name])
     # check_finite=False is accepted for SciPy compatibility, but NaN/Inf are
     # still rejected: they would silently turn every parameter into NaN.
-    data = prepare_curve_data(xdata, ydata, sigma, nan_policy=nan_policy)
+    data = prepare_curve_data(xdata, ydata, sigma, nan_policy=nan_policy, scipy_shapes=True)
     if p0 is None:
-        theta0 = np.ones(count_parameters(f))
+        n_params = count_parameters(f)
+        theta0 = np.ones(n_params)
+        if bounds is not None:
+            # SciPy starts inside the bounds: the middle of a finite interval,
+            # one step in from a one-sided bound, 1 where unbounded
+            lb, ub = _checks.check_bounds(bounds, n_params)
+            theta0 = np.where(np.isfinite(lb) & np.isfinite(ub), 0.5 * (lb + ub), theta0)
+            theta0 = np.where(np.isfinite(lb) & ~np.isfinite(ub), lb + 1.0, theta0)
+            theta0 = np.where(~np.isfinite(lb) & np.isfinite(ub), ub - 1.0, theta0)
     else:
         theta0 = _checks.check_p0(p0, None)
     n_params = theta0.shape[0]
@@ -619,6 +148,14 @@ def curve_fit(
         "R": np.asarray(out.R),
         "qtr": np.asarray(out.qtr),
     }
+    if run.settings.method == "lm":
+        # MINPACK's names (SciPy's leastsq output): R stored column-wise in
+        # fjac's leading block, an identity pivot (jaxpro's QR does not
+        # pivot) and Q^T f; SciPy's recipe r = triu(fjac.T[:n]) holds.
+        R = np.asarray(out.R)
+        fjac = np.zeros((n_params, data.n))
+        fjac[:, :n_params] = R.T
+        infodict.update(fjac=fjac, ipvt=np.arange(1, n_params + 1), qtf=np.asarray(out.qtr))
     return popt, pcov, infodict, MESSAGES[status], status
 
 
@@ -777,11 +314,14 @@ def least_squares(
                 f"fun must return a non-empty 1-D array of residuals; it returned shape {shape}"
             )
         m = shape[0]
+        jac_kind = "dense"
         if callable(jac):
             # the user's jac itself, as SciPy checks it (np.atleast_2d of its value)
             if route.path == _numpy_model.HOST:
-                jac_shape, kind = _numpy_model.host_jac_shape(jac, rebuild, block["leaves"], start)
-                _checks.check_jacobian_kind(kind, tr_solver, settings.method, x_scale)
+                jac_shape, jac_kind = _numpy_model.host_jac_shape(
+                    jac, rebuild, block["leaves"], start
+                )
+                _checks.check_jacobian_kind(jac_kind, tr_solver, settings.method, x_scale)
             else:
                 jac_shape = trace_check(
                     _numpy_model.raw_jac(route.jac, rebuild), start, block, what="jac"
@@ -810,6 +350,10 @@ def least_squares(
         x = np.asarray(out.x)
         f_val = np.asarray(jax.jit(residual)(x, block))
         J = np.asarray(jax.jit(jax.jacfwd(residual))(x, block))
+        if jac_kind != "dense":
+            # SciPy returns the kind the user's jac returns (sparse or LinearOperator)
+            args_, kwargs_ = rebuild(tuple(np.asarray(leaf) for leaf in block["leaves"]))
+            J = jac(x.copy(), *args_, **kwargs_)
     status = int(out.status)
     nfev = int(out.nfev)
     if route.clock is not None:
@@ -823,7 +367,12 @@ def least_squares(
 
         with float64():
             _, _, j_factor = robust_scaling(settings.loss, settings.f_scale, f_val)
+        if jac_kind == "dense":
             J = J * np.asarray(j_factor)[:, None]
+        else:
+            import scipy.sparse
+
+            J = scipy.sparse.diags(np.asarray(j_factor)) @ J
     if verbose:
         print(
             f"{MESSAGES[status]}\nFunction evaluations {nfev}, final cost {float(out.cost):.4e},"

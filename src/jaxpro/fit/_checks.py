@@ -162,12 +162,29 @@ def check_inside(
 
 
 def check_method(method, bounded: bool, robust: bool) -> str:
-    """Resolve ``method`` (None -> TRF when bounded or robust, else LM)."""
+    """Resolve ``method`` (None -> TRF when bounded or robust, else LM; 'dogbox' -> TRF)."""
     if method is None or method == "auto":
         return "trf" if (bounded or robust) else "lm"
+    if method == "dogbox":
+        import warnings
+
+        from jaxpro.errors import JaxproWarning
+
+        # Dogbox and TRF solve the same bounded problem; TRF's reflective
+        # steps are the more robust of the two (SciPy's documentation too
+        # recommends TRF, and dogbox for small problems only).
+        warnings.warn(
+            "method='dogbox' ran as 'trf': jaxpro implements Trust Region Reflective and"
+            " Levenberg-Marquardt; TRF solves the same bounded problem (the plan says so too)",
+            JaxproWarning,
+            stacklevel=4,
+        )
+        return "trf"
     if method not in METHODS:
         raise InputError(
-            "unknown method; choose 'lm', 'trf' or None", argument="method", received=method
+            "unknown method; choose 'lm', 'trf', 'dogbox' (runs as 'trf') or None",
+            argument="method",
+            received=method,
         )
     if method == "lm" and bounded:
         raise InputError(

@@ -21,7 +21,7 @@ import numpy as np
 from jaxpro._precision import float64
 from jaxpro._result import Plan, Result, Timings, format_table
 from jaxpro.errors import ConvergenceError, InputError, OptimizeWarning
-from jaxpro.fit import _api, _checks
+from jaxpro.fit import _checks, _orchestrate
 from jaxpro.fit._model import parameter_names
 from jaxpro.fit._plan import build_plan, build_stream_plan
 
@@ -216,7 +216,7 @@ class FitResult(Result):
     plan: Plan
     timings: Timings
     model: _Model = field(repr=False)
-    data: _api.CurveData = field(repr=False)
+    data: _orchestrate.CurveData = field(repr=False)
     absolute_sigma: bool = False
     kind = "fit"
 
@@ -462,7 +462,7 @@ def _value_and_gradient(function: Callable):
 # --------------------------------------------------------------------------- statistics
 
 
-def _residual_statistics(model: _Model, data: _api.CurveData, theta: np.ndarray):
+def _residual_statistics(model: _Model, data: _orchestrate.CurveData, theta: np.ndarray):
     """Weighted-residual summary and the sums for R^2 of in-memory data.
 
     Residuals are weighted by 1/sigma, or whitened by the Cholesky factor of a
@@ -529,7 +529,7 @@ def _streamed_statistics(model: _Model, chunks, n: int, theta: np.ndarray):
     return _summarise(sampled, n, total_sq, total, lowest, highest), total_sq, ss_tot
 
 
-def _distributed_statistics(model: _Model, data: _api.CurveData, theta: np.ndarray, n: int):
+def _distributed_statistics(model: _Model, data: _orchestrate.CurveData, theta: np.ndarray, n: int):
     """:func:`_residual_statistics` over every process's shard (all-gathers of a few sums).
 
     Quartiles come from an equal-size sample of each shard's residuals.
@@ -698,7 +698,7 @@ def fit(
     resolved = _resolve_model(model, tuple(variables), p0)
     theta0 = _start_values(p0, resolved.names)
     n_params = len(resolved.names)
-    settings = _api.resolve_settings(
+    settings = _orchestrate.resolve_settings(
         n_params,
         method=method,
         bounds=_bounds(bounds, resolved.names),
@@ -734,11 +734,11 @@ def fit(
         # points to draw: a spread sample, or the first rows of a source without random access
         sample = x.sample(_PLOT_POINTS) or next(iter(x.chunks(_PLOT_POINTS)))
         weights = None if sample.sigma is None else 1.0 / sample.sigma
-        shown = _api.CurveData(sample.x, sample.y, weights, None, None)
+        shown = _orchestrate.CurveData(sample.x, sample.y, weights, None, None)
         solved, has_sigma = run.solved, sample.sigma is not None
     else:
         xdata = _independent(x, resolved)
-        data = _api.prepare_curve_data(
+        data = _orchestrate.prepare_curve_data(
             xdata, y, sigma, nan_policy=nan_policy, x_name="x", y_name="y"
         )
         if data.n < n_params:
@@ -746,7 +746,7 @@ def fit(
                 f"{data.n} data points cannot determine {n_params} parameters", argument="y"
             )
         with float64():
-            run = _api.run_curve(
+            run = _orchestrate.run_curve(
                 resolved.function, data, theta0, settings, auto_method=method in (None, "auto")
             )
         if run.route.predict is not resolved.function:  # written with NumPy: as it ran
@@ -777,7 +777,7 @@ def _result(
     stats,
     plan: Plan,
     started: float,
-    data: _api.CurveData,
+    data: _orchestrate.CurveData,
     confidence: float,
     absolute_sigma: bool,
     has_sigma: bool,
@@ -791,7 +791,9 @@ def _result(
     with warnings.catch_warnings():
         # an inestimable covariance is reported in result.warnings instead
         warnings.simplefilter("ignore", OptimizeWarning)
-        covariance = _api.scaled_covariance(solved, n, n_params, absolute_sigma, float(out.cost))
+        covariance = _orchestrate.scaled_covariance(
+            solved, n, n_params, absolute_sigma, float(out.cost)
+        )
     stderr = np.sqrt(np.clip(np.diag(covariance), 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         correlation = covariance / np.outer(stderr, stderr)
@@ -801,7 +803,7 @@ def _result(
     reduced = chi2 / dof if dof > 0 else math.inf
     r_squared = 1.0 - chi2 / ss_tot if ss_tot > 0 else math.nan
     log_term = n * math.log(chi2 / n) if chi2 > 0 else -math.inf
-    message = _api.MESSAGES.get(status, str(status))
+    message = _orchestrate.MESSAGES.get(status, str(status))
     diagnosis = _diagnose(
         resolved.names,
         values,

@@ -29,7 +29,7 @@ import numpy as np
 from jaxpro._precision import float64
 from jaxpro._result import Plan, Result, Timings, format_table
 from jaxpro.errors import InputError
-from jaxpro.fit import _api, _checks, _data, _engine
+from jaxpro.fit import _checks, _data, _engine, _orchestrate
 from jaxpro.fit._fit import _check_level, _Model, _resolve_model
 from jaxpro.fit._model import curve_residual, trace_check
 from jaxpro.fit._plan import method_reasons
@@ -84,7 +84,7 @@ class ManyFitResult(Result):
     kind = "fit_many"
 
     MESSAGES: ClassVar[dict[int, str]] = {
-        **_api.MESSAGES,
+        **_orchestrate.MESSAGES,
         -4: "Too few valid points for the number of parameters.",
     }
 
@@ -389,7 +389,7 @@ def fit_many(
     counts = np.full(m, n) if complete else valid.sum(axis=1)
     theta0 = _start_matrix(p0, names, m)
     lb, ub = _bound_matrices(bounds, names, m)
-    settings = _api.resolve_settings(
+    settings = _orchestrate.resolve_settings(
         p,
         method=method if method != "lm" else None,  # LM's bound check follows, per curve
         loss=loss,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from jaxpro._result import Plan
-from jaxpro.fit._api import CurveRun, Settings
 from jaxpro.fit._data import DIRECT_MAX
+from jaxpro.fit._orchestrate import CurveRun, Settings
 
 _METHOD_NAMES = {"lm": "Levenberg-Marquardt (MINPACK)", "trf": "Trust Region Reflective"}
 
@@ -16,6 +16,10 @@ def method_reasons(
 ) -> list[str]:
     """Why ``settings.method`` was used."""
     name = _METHOD_NAMES[settings.method]
+    if requested == "dogbox":
+        return [
+            f"{name}: 'dogbox' was requested; jaxpro runs TRF, which solves the same bounded problem"
+        ]
     if requested not in (None, "auto"):
         return [f"{name}: requested by the caller"]
     if bounded_names:

@@ -21,9 +21,16 @@ import numpy as np
 
 from jaxpro._streams import DEFAULT_ROWS, Stream
 from jaxpro.errors import ModelError
-from jaxpro.fit._api import REDESCENDING, SUBSAMPLE, WARM_START_MIN, CurveData, Settings, run_curve
 from jaxpro.fit._engine import Outcome, Solved, _covariance
 from jaxpro.fit._model import curve_residual, trace_check
+from jaxpro.fit._orchestrate import (
+    REDESCENDING,
+    SUBSAMPLE,
+    WARM_START_MIN,
+    CurveData,
+    Settings,
+    run_curve,
+)
 
 IN_FLIGHT = 2  # chunks sent to the device and not yet computed, at most
 
