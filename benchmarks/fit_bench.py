@@ -37,6 +37,11 @@ import numpy as np
 # ----------------------------------------------------------------------------
 
 ENGINES = ("jaxpro", "scipy-lm", "scipy-trf", "nlsq")
+# The NumPy-model table (--numpy-model): scipy's own model through jaxpro, as
+# its jax.numpy translation, and an in-place NumPy variant that runs on the host.
+NUMPY_ENGINES = ("scipy-lm", "jaxpro-numpy", "jaxpro-host")
+NUMPY_MAX_SIZE = 1e7
+ALL_ENGINES = ENGINES + NUMPY_ENGINES[1:]
 SIZES = (1e3, 1e4, 1e5, 1e6, 1e7, 3e7)
 QUICK_MAX_SIZE = 1e6
 SEED = 20240611
@@ -67,6 +72,7 @@ NOISY_RETRIES = 2
 RESULT_PREFIX = "FIT_BENCH_RESULT "
 MARK_BEGIN = "<!-- fit_bench:begin -->"
 MARK_END = "<!-- fit_bench:end -->"
+NUMPY_MARKERS = ("<!-- fit_bench_numpy:begin -->", "<!-- fit_bench_numpy:end -->")
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
 # Agreement needed to call a fit "right".
@@ -116,9 +122,25 @@ def gauss6_jax(x, a1, m1, s1, a2, m2, s2):
     return a1 * jnp.exp(-0.5 * ((x - m1) / s1) ** 2) + a2 * jnp.exp(-0.5 * ((x - m2) / s2) ** 2)
 
 
+def exp3_in_place(x, a, b, c):
+    """``a*exp(-b*x) + c`` computed into one array in place: JAX cannot trace it."""
+    out = np.multiply(-b, x)
+    np.exp(out, out=out)
+    out *= a
+    out += c
+    return out
+
+
+def gauss6_in_place(x, a1, m1, s1, a2, m2, s2):
+    """Two Gaussians accumulated in place: JAX cannot trace it."""
+    out = a1 * np.exp(-0.5 * ((x - m1) / s1) ** 2)
+    out += a2 * np.exp(-0.5 * ((x - m2) / s2) ** 2)
+    return out
+
+
 @dataclass(frozen=True)
 class Model:
-    """A benchmark model: its two implementations, true parameters and start."""
+    """A benchmark model: its implementations, true parameters and start."""
 
     name: str
     formula: str
@@ -126,10 +148,19 @@ class Model:
     jax_fn: Callable
     truth: tuple[float, ...]
     p0: tuple[float, ...]
+    in_place_fn: Callable | None = None  # NumPy, in place (jaxpro runs it on the host)
 
 
 MODELS = {
-    "exp3": Model("exp3", "a*exp(-b*x) + c", exp3_np, exp3_jax, (2.5, 1.3, 0.5), (1.0, 1.0, 1.0)),
+    "exp3": Model(
+        "exp3",
+        "a*exp(-b*x) + c",
+        exp3_np,
+        exp3_jax,
+        (2.5, 1.3, 0.5),
+        (1.0, 1.0, 1.0),
+        exp3_in_place,
+    ),
     "gauss6": Model(
         "gauss6",
         "a1*exp(-(x-m1)^2/(2 s1^2)) + a2*exp(-(x-m2)^2/(2 s2^2))",
@@ -137,6 +168,7 @@ MODELS = {
         gauss6_jax,
         (2.0, 1.5, 0.4, 1.2, 3.2, 0.6),
         (1.8, 1.4, 0.5, 1.0, 3.0, 0.5),
+        gauss6_in_place,
     ),
 }
 
@@ -188,7 +220,7 @@ def make_fitter(engine: str, model: Model) -> Callable[[np.ndarray, np.ndarray],
     """Import ``engine`` and return ``fit(x, y) -> popt`` (imports happen here, untimed)."""
     p0 = np.asarray(model.p0)
     if engine == "jaxpro":
-        import jax  # noqa: F401  (imported before the baseline, not inside the cold call)
+        import jax  # imported before the baseline, not inside the cold call
 
         import jaxpro
 
@@ -196,6 +228,24 @@ def make_fitter(engine: str, model: Model) -> Callable[[np.ndarray, np.ndarray],
 
         def fit(x, y):
             return np.asarray(curve_fit(model.jax_fn, x, y, p0=p0)[0])
+
+        return fit
+    if engine in ("jaxpro-numpy", "jaxpro-host"):
+        import warnings
+
+        import jax  # noqa: F401  (imported before the baseline, not inside the cold call)
+
+        import jaxpro
+        from jaxpro.errors import NumPyModelWarning
+
+        # the NumPy model as scipy gets it (translated), or the in-place one (host)
+        function = model.np_fn if engine == "jaxpro-numpy" else model.in_place_fn
+        curve_fit = jaxpro.curve_fit
+
+        def fit(x, y):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NumPyModelWarning)  # once per call otherwise
+                return np.asarray(curve_fit(function, x, y, p0=p0)[0])
 
         return fit
     if engine in ("scipy-lm", "scipy-trf"):
@@ -638,6 +688,76 @@ def table_rows(records, model: str, sizes) -> list[list[str]]:
     return rows
 
 
+NUMPY_HEADER = (
+    "N",
+    "scipy lm warm",
+    "jaxpro, NumPy model translated: cold",
+    "warm",
+    "vs scipy lm (warm)",
+    "jaxpro, NumPy model on the host: cold",
+    "warm",
+    "vs scipy lm (warm)",
+    "max |Δpopt| vs scipy lm (translated, host)",
+)
+
+
+def numpy_rows(records, model: str, sizes) -> list[list[str]]:
+    """Rows of the NumPy-model table: scipy lm against jaxpro's two paths for NumPy models."""
+    rows = []
+    for n in sizes:
+        lm = find(records, model, n, "scipy-lm")
+        translated = find(records, model, n, "jaxpro-numpy")
+        host = find(records, model, n, "jaxpro-host")
+
+        def ratio(record, lm=lm):
+            ok = record and lm and record.get("status") == "ok" and lm.get("status") == "ok"
+            return f"{lm['warm_s'] / record['warm_s']:.2f}×" if ok else "—"
+
+        rows.append(
+            [
+                fmt_n(n),
+                cell(lm, "warm_s", fmt_time),
+                cell(translated, "cold_s", fmt_time),
+                cell(translated, "warm_s", fmt_time),
+                ratio(translated),
+                cell(host, "cold_s", fmt_time),
+                cell(host, "warm_s", fmt_time),
+                ratio(host),
+                f"{dev_cell(translated)}, {dev_cell(host)}",
+            ]
+        )
+    return rows
+
+
+def numpy_markdown(records, models, sizes, machine: dict) -> str:
+    """The NumPy-model section of BENCHMARKS.md (``--numpy-model --write``)."""
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+    out = [
+        "## Curve fitting with models written with NumPy (`fit_bench.py --numpy-model`)",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['ram_gib']} GiB RAM;"
+        f" Python {machine['python']}; {versions}. Run {machine['date']}"
+        f"{interference_note(records)}",
+        "",
+        "SciPy's model as SciPy users write it (`np.exp`) handed to `jaxpro.curve_fit`: jaxpro"
+        " runs its exact `jax.numpy` translation. The same model computed into an array in place"
+        " (`np.exp(out, out=out)`, which JAX cannot trace) runs on the host through"
+        " `jax.pure_callback` with SciPy's forward differences, inside jaxpro's compiled"
+        " iterations. Cold and warm as in the curve-fitting table; each configuration in its own"
+        " process; ratios are scipy lm's warm time over jaxpro's.",
+        "",
+    ]
+    for model in models:
+        spec = MODELS[model]
+        out += [
+            f"### {model}: `{spec.formula}`",
+            "",
+            markdown_table(NUMPY_HEADER, numpy_rows(records, model, sizes)),
+            "",
+        ]
+    return "\n".join(out)
+
+
 def markdown_table(header: Sequence[str], rows: list[list[str]]) -> str:
     """A GitHub-flavoured Markdown table."""
 
@@ -938,6 +1058,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", default=None, help="e.g. 1e3,1e6 (default: all)")
     parser.add_argument("--engines", default=",".join(ENGINES), help="e.g. jaxpro,scipy-lm")
     parser.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    parser.add_argument(
+        "--numpy-model",
+        action="store_true",
+        help="the NumPy-model table: scipy lm vs jaxpro on NumPy models (translated, host)",
+    )
     parser.add_argument("--json", default=None, help="also write raw records to this file")
     parser.add_argument(
         "--max-seconds",
@@ -956,10 +1081,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     try:
         args.models = parse_list(args.models, tuple(MODELS), "model")
-        args.engines = parse_list(args.engines, ENGINES, "engine")
+        args.engines = parse_list(args.engines, ALL_ENGINES, "engine")
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
     sizes = parse_sizes(args.sizes) if args.sizes else [int(n) for n in SIZES]
+    if args.numpy_model and not args.child:
+        args.engines = list(NUMPY_ENGINES)
+        if not args.sizes:
+            sizes = [n for n in sizes if n <= NUMPY_MAX_SIZE]
     if args.quick:
         sizes = [n for n in sizes if n <= QUICK_MAX_SIZE]
     args.sizes = sizes
@@ -992,6 +1121,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     records = run_matrix(
         args.models, args.sizes, args.engines, args.max_seconds, args.quiet_wait, log
     )
+    if args.numpy_model:
+        for model in args.models:
+            print(f"\n{model} written with NumPy: {MODELS[model].formula}")
+            print(text_table(NUMPY_HEADER, numpy_rows(records, model, args.sizes)))
+        if args.write:
+            write_section(
+                numpy_markdown(records, args.models, args.sizes, machine), markers=NUMPY_MARKERS
+            )
+            print(f"\nwrote {BENCHMARKS_MD}")
+        return
     for model in args.models:
         print(f"\n{model}: {MODELS[model].formula}")
         print(text_table(TABLE_HEADER, table_rows(records, model, args.sizes)))

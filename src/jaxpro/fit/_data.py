@@ -142,6 +142,7 @@ def build(
     chol: np.ndarray | None = None,
     *,
     shards: int = 1,
+    chunk: int | None = None,
 ):
     """Lay out float64 data for the passes.
 
@@ -153,6 +154,8 @@ def build(
         shards: devices the chunks will be split over; every region's chunk
             count becomes a multiple of it (the body gives its last few whole
             chunks to the padded rest when the count does not divide).
+        chunk: points per chunk instead of the default (a model evaluated on
+            the host wants few, large chunks: each one is a host round trip).
 
     Returns:
         ``(layout, data)``: the static :class:`Layout` and a pytree of NumPy arrays:
@@ -174,7 +177,8 @@ def build(
         }
 
     bucketed = n <= BUCKETED_MAX
-    chunk = MID_CHUNK if bucketed else LARGE_CHUNK
+    if chunk is None:
+        chunk = MID_CHUNK if bucketed else LARGE_CHUNK
     first = x if x.ndim == 1 else x[0]
     head = (-first.ctypes.data % _ALIGN) // 8 if first.ctypes.data % 8 == 0 else 0
     whole = (n - head) // chunk
