@@ -32,17 +32,12 @@ _EXACT_PCOV = (
     "jaxpro's exact derivatives give the exact pcov (1e-9 of the analytic one); the test's"
     " reference came from SciPy's finite differences and is 1.6e-6 off it (the test allows 2e-7)"
 )
-_UNDERDETERMINED = (
-    "jaxpro's TRF stops after one step with status 2 on Rosenbrock cropped to one residual"
-    " (1 residual, 2 variables) with a fixed x_scale: an engine bug these tests found"
-)
 
 # Test node (Class::test[param]) -> why it fails. Measured with SciPy 1.18.1
-# (the lock): TestCurveFit 44 of 46 pass, TestTRF and TestLM 74 of 75.
+# (the lock): TestCurveFit 44 of 46 pass, TestTRF and TestLM 75 of 75.
 EXPECTED_FAILURES: dict[str, str] = {
     "TestCurveFit::test_gh4555b": _EXACT_PCOV,
     "TestCurveFit::test_gh13670": _STATEFUL,
-    "TestTRF::test_rosenbrock_cropped": _UNDERDETERMINED,
 }
 
 _CLASSES = {

@@ -403,3 +403,29 @@ def test_a_sparse_jac_comes_back_sparse():
         )
     assert scipy.sparse.issparse(result.jac)
     np.testing.assert_allclose(result.jac.toarray(), np.diag([2.0, 4.0]), atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- fewer residuals than parameters
+
+
+@pytest.mark.parametrize("x_scale", [1.0, np.array([1.0, 0.2]), "jac"])
+def test_fewer_residuals_than_parameters_converge(x_scale):
+    # One residual, two parameters (SciPy's Rosenbrock cropped): the factor's
+    # second singular value is zero by construction, not rank deficiency.
+    def cropped(x):
+        return jnp.atleast_1d(10.0 * (x[1] - x[0] ** 2))
+
+    result = jaxpro.least_squares(cropped, [-2.0, 1.0], x_scale=x_scale)
+    assert result.success and result.cost < 1e-25
+    np.testing.assert_allclose(result.x[1], result.x[0] ** 2, rtol=1e-12)  # on the valley floor
+
+
+def test_the_first_step_is_the_minimum_norm_gauss_newton_step():
+    def cropped(x):
+        return jnp.atleast_1d(10.0 * (x[1] - x[0] ** 2))
+
+    # at (-2, 1): J = [40, 10], f = -30; minimum-norm step -J^T f / (J J^T)
+    J, f = np.array([40.0, 10.0]), -30.0
+    expected = np.array([-2.0, 1.0]) - J * f / (J @ J)
+    one_step = jaxpro.least_squares(cropped, [-2.0, 1.0], x_scale=1.0, max_nfev=2)
+    np.testing.assert_allclose(one_step.x, expected, rtol=1e-12)

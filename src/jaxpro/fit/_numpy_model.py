@@ -230,6 +230,11 @@ def curve_model(model, jac, x: np.ndarray, n: int, theta0: np.ndarray, sample, w
     from jaxpro.fit._model import curve_residual, trace_check
 
     user_jac = jac if callable(jac) else None
+    translated_before = _recall(model, ("curve-translated", user_jac))
+    if translated_before is not None:
+        # known to need its translation, which runs compiled: no host
+        # evaluations to count, so skip the failing trace (a millisecond or so)
+        return translated_before
     try:
         trace_check(curve_residual(model, user_jac), theta0, sample, what=what)
         if user_jac is not None:

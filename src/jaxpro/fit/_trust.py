@@ -29,14 +29,23 @@ def solve_trust_region(uf, s, V, Delta, alpha, n_rows, *, rtol=0.01, max_iter=10
         (0 when the Gauss-Newton step is inside the region).
     """
     suf = s * uf
-    full_rank = s[-1] > _EPS * n_rows * s[0]
-    gauss_newton = -V @ (uf / jnp.where(full_rank, s, 1.0))
+    # With fewer residuals than parameters the factor's last p - n_rows
+    # singular values are zero by construction, not by rank deficiency: as in
+    # SciPy (whose SVD of J has only min(m, p) of them), the rank test and the
+    # Gauss-Newton step (then the minimum-norm one) use the others only.
+    real = jnp.arange(s.shape[0]) < n_rows
+    full_rank = jnp.min(jnp.where(real, s, jnp.inf)) > _EPS * n_rows * s[0]
+    usable = real & full_rank
+    gauss_newton = -V @ jnp.where(usable, uf / jnp.where(usable, s, 1.0), 0.0)
     newton_inside = full_rank & (jnp.linalg.norm(gauss_newton) <= Delta)
+
+    def over(numerator, denom):  # numerator / denom, 0 where both vanish (structural zeros)
+        return jnp.where(numerator == 0, 0.0, numerator / jnp.where(denom == 0, 1.0, denom))
 
     def phi_and_derivative(a):
         denom = s**2 + a
-        p_norm = jnp.linalg.norm(suf / denom)
-        return p_norm - Delta, -jnp.sum(suf**2 / denom**3) / p_norm
+        p_norm = jnp.linalg.norm(over(suf, denom))
+        return p_norm - Delta, -jnp.sum(over(suf**2, denom**3)) / p_norm
 
     alpha_upper = jnp.linalg.norm(suf) / Delta
     phi0, dphi0 = phi_and_derivative(0.0)
@@ -68,7 +77,7 @@ def solve_trust_region(uf, s, V, Delta, alpha, n_rows, *, rtol=0.01, max_iter=10
     outside = (alpha < lower) | (alpha > upper)
     alpha = jnp.where(outside, jnp.maximum(0.001 * upper, jnp.sqrt(lower * upper)), alpha)
     alpha = jnp.maximum(alpha, 0.0)
-    p = -V @ (suf / (s**2 + alpha))
+    p = -V @ over(suf, s**2 + alpha)
     p = p * (Delta / jnp.linalg.norm(p))
     p = jnp.where(newton_inside, gauss_newton, p)
     return p, jnp.where(newton_inside, 0.0, alpha)
