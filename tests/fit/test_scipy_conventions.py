@@ -7,6 +7,10 @@ solve the same well-conditioned problems to their own tolerances), pcov to
 and that jaxpro's message names the argument.
 """
 
+import subprocess
+import sys
+import textwrap
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
@@ -429,3 +433,24 @@ def test_the_first_step_is_the_minimum_norm_gauss_newton_step():
     expected = np.array([-2.0, 1.0]) - J * f / (J @ J)
     one_step = jaxpro.least_squares(cropped, [-2.0, 1.0], x_scale=1.0, max_nfev=2)
     np.testing.assert_allclose(one_step.x, expected, rtol=1e-12)
+
+
+def test_a_fit_leaves_scipy_optimize_unimported():
+    # OptimizeWarning derives from SciPy's, but scipy.optimize (and the sparse,
+    # spatial and special modules it pulls in: ~120 MB of RSS) loads only when
+    # the warning is actually issued
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np, jax.numpy as jnp, jaxpro
+        x = np.linspace(0.0, 5.0, 200)
+        jaxpro.curve_fit(lambda x, a, b: a * jnp.exp(-b * x), x, 2.0 * np.exp(-x), p0=[1.0, 1.0])
+        jaxpro.fit(lambda x, a, b: a * jnp.exp(-b * x), x, 2.0 * np.exp(-x), p0=[1.0, 1.0])
+        print("scipy.optimize" in sys.modules)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"

@@ -37,6 +37,9 @@ def max_nfev_default(n_params: int) -> int:
     return 200 * (n_params + 1)
 
 
+_EPS = float(np.finfo(np.float64).eps)
+
+
 class _Unset:
     """The default of a SciPy-signature tolerance: not given, so jaxpro's own default applies."""
 
@@ -60,7 +63,7 @@ def scipy_tolerance(value):
 
 def check_tolerances(method: str, ftol: float, xtol: float, gtol: float) -> None:
     """SciPy's rule: LM needs every tolerance above machine epsilon, TRF at least one."""
-    eps = float(np.finfo(np.float64).eps)
+    eps = _EPS
     values = (ftol, xtol, gtol)
     if method == "lm" and min(values) < eps:
         raise InputError(

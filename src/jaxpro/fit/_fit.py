@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import math
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
@@ -20,7 +19,7 @@ import numpy as np
 
 from jaxpro._precision import float64
 from jaxpro._result import Plan, Result, Timings, format_table
-from jaxpro.errors import ConvergenceError, InputError, OptimizeWarning
+from jaxpro.errors import ConvergenceError, InputError
 from jaxpro.fit import _checks, _orchestrate
 from jaxpro.fit._model import parameter_names
 from jaxpro.fit._plan import build_plan, build_stream_plan
@@ -788,12 +787,10 @@ def _result(
     status = int(out.status)
     converged = status > 0
     values = np.asarray(out.x, dtype=np.float64)
-    with warnings.catch_warnings():
-        # an inestimable covariance is reported in result.warnings instead
-        warnings.simplefilter("ignore", OptimizeWarning)
-        covariance = _orchestrate.scaled_covariance(
-            solved, n, n_params, absolute_sigma, float(out.cost)
-        )
+    # an inestimable covariance is reported in result.warnings instead
+    covariance = _orchestrate.scaled_covariance(
+        solved, n, n_params, absolute_sigma, float(out.cost), warn=False
+    )
     stderr = np.sqrt(np.clip(np.diag(covariance), 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         correlation = covariance / np.outer(stderr, stderr)

@@ -8,7 +8,8 @@ works, and says which in the plan:
    its globals (and in those of the plain Python functions of the same module
    that it calls). Kept only when it traces and its values match NumPy's at the
    start point (relative 1e-9): it then runs compiled, with exact derivatives,
-   at the speed of a function written for JAX.
+   at the speed of a function written for JAX. The decision is remembered per
+   function (weakly), so later calls neither re-check nor recompile.
 2. **host**: the original function runs in Python on the host, as SciPy runs
    it, through ``jax.pure_callback``, with SciPy's forward-difference Jacobian
    (``'2-point'``: step ``sqrt(eps) * max(1, |p|)``) or the user's ``jac``;
@@ -164,6 +165,7 @@ class ModelPath:
     reason: str | None = None  # why the function as written could not be traced
     clock: HostClock | None = None  # host time (host path only)
     predict: Callable | None = None  # model(x, *p) for any x (the fit's model may expect its x)
+    shape: tuple | None = None  # the residual's shape on the sample, where already traced
 
 
 # user function -> {key: ModelPath}: a repeated call neither re-translates nor
@@ -236,10 +238,11 @@ def curve_model(model, jac, x: np.ndarray, n: int, theta0: np.ndarray, sample, w
         # evaluations to count, so skip the failing trace (a millisecond or so)
         return translated_before
     try:
-        trace_check(curve_residual(model, user_jac), theta0, sample, what=what)
+        as_written = curve_residual(model, user_jac)
+        shape = trace_check(as_written, theta0, sample, what=what)
         if user_jac is not None:
-            _trace_jacobian(curve_residual(model, user_jac), theta0, sample)
-        return ModelPath(JAX, model, user_jac, predict=model)
+            _trace_jacobian(as_written, theta0, sample)
+        return ModelPath(JAX, model, user_jac, predict=model, shape=shape)
     except InputTypeError:
         raise
     except ModelError as error:

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxpro.errors import InputError, ModelError, NumPyModelWarning, OptimizeWarning
+from jaxpro import errors
+from jaxpro.errors import InputError, ModelError, NumPyModelWarning
 from jaxpro.fit import _checks, _data, _engine, _numpy_model
 from jaxpro.fit._engine import Outcome, Solved
 from jaxpro.fit._losses import check_loss
@@ -349,7 +350,7 @@ def run_curve(
             chunk=_host_chunk(data.n),
         )
     residual = curve_residual(route.model, route.jac)
-    shape = trace_check(residual, theta0, sample, what=what)
+    shape = route.shape or trace_check(residual, theta0, sample, what=what)
     expected = sample["y"].shape
     if shape != expected:
         raise ModelError(
@@ -573,23 +574,31 @@ def _nonfinite_message(model, data: CurveData, theta0, jac, what) -> str:
 
 
 def scaled_covariance(
-    solved: Solved, n: int, n_params: int, absolute_sigma: bool, cost: float
+    solved: Solved, n: int, n_params: int, absolute_sigma: bool, cost: float, warn: bool = True
 ) -> np.ndarray:
-    """SciPy's pcov: ``(J^T J)^{-1}``, times the residual variance unless absolute_sigma."""
+    """SciPy's pcov: ``(J^T J)^{-1}``, times the residual variance unless absolute_sigma.
+
+    ``warn``: an ``OptimizeWarning`` where it cannot be estimated (SciPy's), looked up
+    only then: it derives from SciPy's, and importing scipy.optimize costs ~120 MB.
+    """
     pcov = np.array(solved.outcome.covariance, dtype=np.float64)
     if not np.all(np.isfinite(pcov)):
-        warnings.warn(
-            "Covariance of the parameters could not be estimated", OptimizeWarning, stacklevel=3
-        )
+        if warn:
+            warnings.warn(
+                "Covariance of the parameters could not be estimated",
+                errors.OptimizeWarning,
+                stacklevel=3,
+            )
         return np.full((n_params, n_params), np.inf)
     if not absolute_sigma:
         if n > n_params:
             pcov = pcov * (2.0 * cost / (n - n_params))
         else:
-            warnings.warn(
-                "Covariance of the parameters could not be estimated (no degrees of freedom)",
-                OptimizeWarning,
-                stacklevel=3,
-            )
+            if warn:
+                warnings.warn(
+                    "Covariance of the parameters could not be estimated (no degrees of freedom)",
+                    errors.OptimizeWarning,
+                    stacklevel=3,
+                )
             pcov = np.full((n_params, n_params), np.inf)
     return pcov
