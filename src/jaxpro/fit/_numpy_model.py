@@ -197,11 +197,15 @@ def _counting(fn: Callable, runs: list) -> Callable:
     return counted
 
 
-def _reused(known: ModelPath) -> ModelPath:
-    """A remembered path for a new call: its clock counts this call's evaluations."""
+def _reused(known: ModelPath, evaluations: int = 2) -> ModelPath:
+    """A remembered path for a new call: its clock counts this call's evaluations.
+
+    ``evaluations``: those this call already made (least_squares: the failed
+    trace and the reference evaluation, which SciPy's nfev tests count).
+    """
     if known.clock is not None:
         known.clock.reset()
-        known.clock.evaluations = 2  # this call's failed trace and reference evaluation
+        known.clock.evaluations = evaluations
     return known
 
 
@@ -232,11 +236,14 @@ def curve_model(model, jac, x: np.ndarray, n: int, theta0: np.ndarray, sample, w
     from jaxpro.fit._model import curve_residual, trace_check
 
     user_jac = jac if callable(jac) else None
-    translated_before = _recall(model, ("curve-translated", user_jac))
-    if translated_before is not None:
-        # known to need its translation, which runs compiled: no host
-        # evaluations to count, so skip the failing trace (a millisecond or so)
-        return translated_before
+    known = _recall(model, ("curve-translated", user_jac)) or _recall(
+        model, ("curve-host", user_jac, n)
+    )
+    if known is not None:
+        # a function already found untraceable: skip the failing trace (JAX's
+        # traceback filtering alone costs about 2 ms); curve_fit reports no
+        # per-function count, so nothing else needs to run first
+        return _reused(known, evaluations=0)
     try:
         as_written = curve_residual(model, user_jac)
         shape = trace_check(as_written, theta0, sample, what=what)
@@ -257,11 +264,6 @@ def curve_model(model, jac, x: np.ndarray, n: int, theta0: np.ndarray, sample, w
         raise ModelError(
             f"{what} returned shape {reference.shape} for {n} points; expected ({n},)"
         ) from None
-    known = _recall(model, ("curve-translated", user_jac)) or _recall(
-        model, ("curve-host", user_jac, n)
-    )
-    if known is not None:
-        return _reused(known)
     reason = _first_line(traced_error)
     translated = translate(model)
     translated_jac = None if user_jac is None else translate(user_jac)
