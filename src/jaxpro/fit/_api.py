@@ -65,11 +65,17 @@ def curve_fit(
     """Fit ``f(x, *params)`` to data by nonlinear least squares (``scipy.optimize.curve_fit``).
 
     Args:
-        f: model ``f(x, *params)`` written with ``jax.numpy``; ``x`` is ``xdata``
-            (shape ``(n,)`` or ``(k, n)``), the result has shape ``(n,)``.
-        xdata: independent variable(s); ``ydata``: ``(n,)`` observations.
-        p0: starting parameters (default: ones, counted from ``f``'s signature).
-        sigma: ``(n,)`` standard deviations of ``ydata`` or an ``(n, n)`` covariance.
+        f: model ``f(x, *params)``; ``x`` is ``xdata`` (any shape, points on
+            the last axis), the result has shape ``(n,)``. Written with
+            ``jax.numpy`` it runs compiled with exact derivatives; written with
+            NumPy it runs as its exact jax.numpy translation, or on the host
+            (a ``NumPyModelWarning`` says so and what it cost).
+        xdata: independent variable(s), or None (the model ignores x); ``ydata``:
+            ``(n,)`` observations (a scalar is broadcast, as in SciPy).
+        p0: starting parameters (default: inside the bounds as SciPy chooses,
+            else ones; counted from ``f``'s signature); a scalar is one parameter.
+        sigma: a scalar or ``(n,)`` standard deviations of ``ydata``, or an
+            ``(n, n)`` covariance.
         absolute_sigma: use ``sigma`` in an absolute sense (pcov not rescaled).
         check_finite: accepted for SciPy compatibility; NaN/Inf are always
             rejected unless ``nan_policy='omit'`` (they would make every parameter NaN).
@@ -248,7 +254,8 @@ def least_squares(
     """Minimise ``0.5 * sum(rho(fun(x, *args, **kwargs)**2))`` (``scipy.optimize.least_squares``).
 
     Args:
-        fun: residuals ``fun(x, *args, **kwargs) -> (m,)``, written with ``jax.numpy``.
+        fun: residuals ``fun(x, *args, **kwargs) -> (m,)``; written with NumPy it
+            runs as its exact jax.numpy translation or on the host, as for curve_fit.
         x0: starting point, shape ``(n,)``.
         jac: "auto" (or any SciPy string: exact autodiff) or ``jac(x, *args, **kwargs) -> (m, n)``.
         bounds: ``(lower, upper)``; method: "trf", "lm" or "auto".

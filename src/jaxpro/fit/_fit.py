@@ -655,7 +655,8 @@ def fit(
     """Fit a model to data by (robust) nonlinear least squares.
 
     Args:
-        model: ``f(x, *params)`` written with ``jax.numpy``, or an expression
+        model: ``f(x, *params)`` (written with ``jax.numpy``, or with NumPy: then
+            translated or run on the host, and the plan says which), or an expression
             string such as ``"a*exp(-b*x) + c"`` (parsed safely, never eval'ed).
         x: independent variable ``(n,)``, ``(k, n)``, a dict of named columns
             (one per variable of an expression), or a :func:`jaxpro.io.stream`
