@@ -275,18 +275,10 @@ class CurveRun:
 def _x_shaped(function: Callable, lead: tuple) -> Callable:
     """``function(x, *p)`` given x as ``(prod(lead), n)`` rows, called with x of shape ``lead + (n,)``."""
 
-    def shaped(x, *params):
-        if isinstance(x, tuple):
-            x = jnp_stack(x)
+    def shaped(x, *params):  # x: an array (curve_residual stacks row tuples first)
         return function(x.reshape(*lead, x.shape[-1]), *params)
 
     return shaped
-
-
-def jnp_stack(rows):
-    import jax.numpy as jnp
-
-    return jnp.stack(rows)
 
 
 HOST_CHUNK_MAX = 1 << 16  # points per host evaluation, at most: measured fastest (L2-sized arrays)
