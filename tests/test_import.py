@@ -71,6 +71,14 @@ def test_import_of_the_cli_leaves_jax_unloaded():
         assert engine not in out
 
 
+def test_import_of_core_leaves_jax_unloaded():
+    out = run_script(
+        "import sys, json, jaxpro; jaxpro.core.pmap_batch; print(json.dumps(sorted(sys.modules)))"
+    )
+    assert "jaxpro.core" in out
+    assert "jax" not in out
+
+
 def test_cli_help_and_version_do_not_import_jax():
     script = """
     import json, sys

@@ -5,6 +5,8 @@ the function that needs them. The public entry points are
 
 - :func:`jaxpro.fit`, :func:`jaxpro.curve_fit`, :func:`jaxpro.least_squares`
   (nonlinear least squares, :mod:`jaxpro.fit`);
+- :func:`jaxpro.core.pmap_batch` (a function mapped over a batch split over
+  every device, :mod:`jaxpro.core`);
 - :mod:`jaxpro.errors`, :mod:`jaxpro.expr` and :mod:`jaxpro.io`, shared by
   every domain.
 """
@@ -27,13 +29,14 @@ _LAZY = {
     "FitResult": "jaxpro.fit",
     "use_cpu_cores": "jaxpro._devices",
     "bayes": None,
+    "core": None,
     "errors": None,
     "expr": None,
     "io": None,
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from jaxpro import bayes, errors, expr, io
+    from jaxpro import bayes, core, errors, expr, io
     from jaxpro._devices import use_cpu_cores
     from jaxpro.fit import FitResult, ManyFitResult, curve_fit, fit, fit_many, least_squares
 
@@ -42,6 +45,7 @@ __all__ = [
     "ManyFitResult",
     "__version__",
     "bayes",
+    "core",
     "curve_fit",
     "errors",
     "expr",

@@ -1,0 +1,15 @@
+"""Core JAX: work split over every device, the scale-out pieces every domain shares.
+
+Entry points: :func:`pmap_batch` (a function mapped over a batch, the batch
+split over every device with ``jit`` and ``NamedSharding``; returns a
+:class:`BatchResult`), :func:`device_mesh` and :func:`resolve_devices` (the one
+place a ``devices=`` argument becomes a ``Mesh``). JAX loads on first call.
+"""
+
+from jaxpro.core._mesh import device_mesh as device_mesh
+from jaxpro.core._mesh import resolve_devices as resolve_devices
+from jaxpro.core._parallel import BatchLayout as BatchLayout
+from jaxpro.core._parallel import BatchResult as BatchResult
+from jaxpro.core._parallel import pmap_batch as pmap_batch
+
+__all__ = ["BatchLayout", "BatchResult", "device_mesh", "pmap_batch", "resolve_devices"]
