@@ -27,7 +27,7 @@ _LAZY = {
     "ManyFitResult": "jaxpro.fit",
     "least_squares": "jaxpro.fit",
     "FitResult": "jaxpro.fit",
-    "use_cpu_cores": "jaxpro._devices",
+    "use_cpu_cores": "jaxpro.core._mesh",
     "bayes": None,
     "core": None,
     "errors": None,
@@ -37,7 +37,7 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from jaxpro import bayes, core, errors, expr, io
-    from jaxpro._devices import use_cpu_cores
+    from jaxpro.core._mesh import use_cpu_cores
     from jaxpro.fit import FitResult, ManyFitResult, curve_fit, fit, fit_many, least_squares
 
 __all__ = [

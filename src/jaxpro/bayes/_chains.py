@@ -134,8 +134,10 @@ def run_segmented(
     import jax
     import jax.numpy as jnp
     from jax import lax
-    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
+
+    from jaxpro.core._mesh import device_mesh
 
     if segment < 1:
         raise ValueError(f"segment must be >= 1, got {segment!r}")
@@ -144,7 +146,7 @@ def run_segmented(
         raise ValueError(
             f"num_chains={num_chains} needs a device per chain, JAX has {len(devices)}"
         )
-    mesh = Mesh(np.array(devices), ("chain",))
+    mesh = device_mesh(devices, "chain")
     by_chain = NamedSharding(mesh, P("chain"))
     keys = jax.random.split(rng_key, num_chains)
 

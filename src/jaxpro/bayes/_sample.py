@@ -262,11 +262,11 @@ def _chain_devices(num_chains: int) -> str | None:
     2-core machine this halved the time of centred eight schools here.
     """
     import jax
-    from jax._src import xla_bridge
 
-    if xla_bridge.backends_are_initialized() or jax.config.jax_num_cpu_devices >= num_chains:
+    from jaxpro.core._mesh import request_cpu_devices
+
+    if jax.config.jax_num_cpu_devices >= num_chains or not request_cpu_devices(num_chains):
         return None
-    jax.config.update("jax_num_cpu_devices", num_chains)
     return (
         f"gave JAX {num_chains} CPU devices before it started, so the {num_chains} chains run in "
         "parallel (parallel_chains=False keeps one)"

@@ -8,8 +8,16 @@ place a ``devices=`` argument becomes a ``Mesh``). JAX loads on first call.
 
 from jaxpro.core._mesh import device_mesh as device_mesh
 from jaxpro.core._mesh import resolve_devices as resolve_devices
+from jaxpro.core._mesh import use_cpu_cores as use_cpu_cores
 from jaxpro.core._parallel import BatchLayout as BatchLayout
 from jaxpro.core._parallel import BatchResult as BatchResult
 from jaxpro.core._parallel import pmap_batch as pmap_batch
 
-__all__ = ["BatchLayout", "BatchResult", "device_mesh", "pmap_batch", "resolve_devices"]
+__all__ = [
+    "BatchLayout",
+    "BatchResult",
+    "device_mesh",
+    "pmap_batch",
+    "resolve_devices",
+    "use_cpu_cores",
+]

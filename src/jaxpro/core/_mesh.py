@@ -4,16 +4,70 @@ Every domain that splits work over devices (a batch of problems, the chunks of
 long data, Markov chains) asks here, so the argument is checked the same way
 everywhere and the mesh is always built from ``jax.sharding.Mesh`` (never the
 legacy ``jax.pmap``).
+
+JAX's CPU backend shows a single device by default, so a CPU runs one device's
+work at a time. :func:`use_cpu_cores` gives it one device per core. That is a
+process-wide choice that must be made before JAX starts its backend, so it is
+never made for you at import: call it first thing, or set
+``XLA_FLAGS=--xla_force_host_platform_device_count=N`` yourself.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
-from jaxpro.errors import InputError
+from jaxpro.errors import BackendStartedError, InputError
 
-__all__ = ["device_mesh", "resolve_devices"]
+__all__ = ["device_mesh", "request_cpu_devices", "resolve_devices", "use_cpu_cores"]
+
+
+def request_cpu_devices(count: int) -> bool:
+    """Ask JAX for ``count`` CPU devices; True if granted, False if its backend already runs.
+
+    Uses only JAX's public configuration: ``jax_num_cpu_devices`` refuses an
+    update (RuntimeError) once the backend has started, and that refusal is
+    how a started backend is recognised (tested in tests/core/test_mesh.py,
+    so a JAX release that stops refusing shows up there).
+    """
+    import jax
+
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:
+        return False
+    return True
+
+
+def use_cpu_cores(count: int | None = None) -> int:
+    """Give JAX's CPU backend ``count`` devices (default: one per available core).
+
+    Args:
+        count: number of CPU devices; None means ``len(os.sched_getaffinity(0))``.
+
+    Returns:
+        The number of CPU devices configured.
+
+    Raises:
+        BackendStartedError: JAX already initialised its backend in this process.
+        InputError: ``count`` is not a positive integer.
+    """
+    if count is None:
+        count = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise InputError("must be a positive integer", argument="count", received=count)
+    if not request_cpu_devices(count):
+        raise BackendStartedError(
+            "JAX's backend is already running, so its CPU device count is fixed; call "
+            "jaxpro.use_cpu_cores() before any JAX computation (or set XLA_FLAGS="
+            f"--xla_force_host_platform_device_count={count} before starting Python)"
+        )
+    return count
 
 
 def resolve_devices(devices: Any = None, *, argument: str = "devices") -> list:

@@ -79,9 +79,9 @@ class Program:
         """The device mesh chunks are split over (None on one device)."""
         if self.shards == 1:
             return None
-        from jax.sharding import Mesh
+        from jaxpro.core._mesh import device_mesh
 
-        return Mesh(np.array(jax.devices()[: self.shards]), (_AXIS,))
+        return device_mesh(self.shards, _AXIS)
 
     def data_specs(self):
         """shard_map/sharding specs per stage: chunks split, everything else replicated."""
@@ -341,13 +341,15 @@ def queued_program_fn(program: Program):
     devices = jax.devices()
     if len(devices) == 1:
         return run
-    from jax.sharding import Mesh, PartitionSpec
+    from jax.sharding import PartitionSpec
+
+    from jaxpro.core._mesh import device_mesh
 
     # Each device runs its own queue over its own share of the fits.
     split, whole = PartitionSpec("fits"), PartitionSpec()
     return jax.shard_map(
         run,
-        mesh=Mesh(np.array(devices), ("fits",)),
+        mesh=device_mesh(devices, "fits"),
         in_specs=(split, whole, split, whole, split, split, split),
         out_specs=split,
         check_vma=False,
@@ -528,9 +530,11 @@ def prepare_queue(program: Program, pieces, shared) -> Prepared:
         batched, vectors, knobs, todo, count = locals_[0]
         args = jax.device_put((batched, shared, vectors, np.eye(p), knobs, todo, count))
     else:
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+        from jax.sharding import NamedSharding, PartitionSpec
 
-        mesh = Mesh(np.array(devices), ("fits",))
+        from jaxpro.core._mesh import device_mesh
+
+        mesh = device_mesh(devices, "fits")
         split, whole = (
             NamedSharding(mesh, PartitionSpec("fits")),
             NamedSharding(mesh, PartitionSpec()),
