@@ -3,9 +3,16 @@
 Entry points: :func:`pmap_batch` (a function mapped over a batch, the batch
 split over every device with ``jit`` and ``NamedSharding``; returns a
 :class:`BatchResult`), :func:`device_mesh` and :func:`resolve_devices` (the one
-place a ``devices=`` argument becomes a ``Mesh``). JAX loads on first call.
+place a ``devices=`` argument becomes a ``Mesh``), :func:`lint` and
+:func:`lint_source` (JAX anti-patterns found statically; ``jaxpro lint`` on the
+command line; :data:`RULES` lists the rules). JAX loads on first call.
 """
 
+from jaxpro.core._lint import Finding as Finding
+from jaxpro.core._lint_api import LintReport as LintReport
+from jaxpro.core._lint_api import lint as lint
+from jaxpro.core._lint_api import lint_source as lint_source
+from jaxpro.core._lint_rules import RULES as RULES
 from jaxpro.core._mesh import device_mesh as device_mesh
 from jaxpro.core._mesh import resolve_devices as resolve_devices
 from jaxpro.core._mesh import use_cpu_cores as use_cpu_cores
@@ -14,9 +21,14 @@ from jaxpro.core._parallel import BatchResult as BatchResult
 from jaxpro.core._parallel import pmap_batch as pmap_batch
 
 __all__ = [
+    "RULES",
     "BatchLayout",
     "BatchResult",
+    "Finding",
+    "LintReport",
     "device_mesh",
+    "lint",
+    "lint_source",
     "pmap_batch",
     "resolve_devices",
     "use_cpu_cores",
