@@ -178,7 +178,14 @@ def report(machine: dict, pmap: list[dict], lint: dict) -> str:
             f" | {fb.fmt_time(record['pmap_cold'])} | {fb.fmt_time(record['pmap_warm'])}"
             f" | {speedup:.2f}× | {speedup / record['devices']:.0%} | {record['max_gap']:.1e} |"
         )
-    lines += ["", f"On this machine the devices share {machine['cores']} cores.", ""]
+    lines += [
+        "",
+        f"On this machine the devices share {machine['cores']} cores, and XLA's CPU backend"
+        " already spreads one device's large batched operations over its threads: the"
+        " one-device vmap is not single-threaded, so extra CPU devices add less than their"
+        " count (most for small batches, where one device leaves cores idle).",
+        "",
+    ]
     if "error" in lint:
         lines.append(f"Lint throughput: not measured: {lint['error']}.")
     else:
