@@ -15,6 +15,10 @@ wrong; ``jaxpro check`` on the command line). JAX loads on first call.
 from jaxpro.core._check import CheckFinding as CheckFinding
 from jaxpro.core._check import CheckReport as CheckReport
 from jaxpro.core._check import check as check
+from jaxpro.core._checkpoint import Restored as Restored
+from jaxpro.core._checkpoint import checkpoint_steps as checkpoint_steps
+from jaxpro.core._checkpoint import restore_checkpoint as restore_checkpoint
+from jaxpro.core._checkpoint import save_checkpoint as save_checkpoint
 from jaxpro.core._implicit import fixed_point as fixed_point
 from jaxpro.core._lint import Finding as Finding
 from jaxpro.core._lint_api import LintReport as LintReport
@@ -37,7 +41,9 @@ __all__ = [
     "CheckReport",
     "Finding",
     "LintReport",
+    "Restored",
     "check",
+    "checkpoint_steps",
     "checkpointed_scan",
     "device_mesh",
     "fixed_point",
@@ -45,5 +51,7 @@ __all__ = [
     "lint_source",
     "pmap_batch",
     "resolve_devices",
+    "restore_checkpoint",
+    "save_checkpoint",
     "use_cpu_cores",
 ]
