@@ -84,13 +84,16 @@ def test_launchers_are_detected_from_their_environment():
     assert distributed.detect_environment({**slurm, "SLURM_NTASKS": "1"}) is None  # salloc shell
     mpi = {"OMPI_COMM_WORLD_SIZE": "8", "OMPI_COMM_WORLD_RANK": "5"}
     assert distributed.detect_environment(mpi) == ("openmpi", 8, 5)
+    tpu = {"TPU_WORKER_HOSTNAMES": "t0,t1,t2,t3", "TPU_WORKER_ID": "3"}
+    assert distributed.detect_environment(tpu) == ("cloud-tpu", 4, 3)
+    assert distributed.detect_environment({**tpu, "TPU_WORKER_HOSTNAMES": "t0"}) is None
     assert distributed.detect_environment({}) is None
 
 
 @pytest.fixture
 def no_launcher(monkeypatch):
     for name in ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_PROCID", "OMPI_COMM_WORLD_SIZE",
-                 "OMPI_COMM_WORLD_RANK"):  # fmt: skip
+                 "OMPI_COMM_WORLD_RANK", "TPU_WORKER_HOSTNAMES", "TPU_WORKER_ID"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
 
 

@@ -18,9 +18,17 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from jaxpro.errors import BackendStartedError, InputError
 
-__all__ = ["device_mesh", "request_cpu_devices", "resolve_devices", "use_cpu_cores"]
+__all__ = [
+    "device_mesh",
+    "global_array",
+    "request_cpu_devices",
+    "resolve_devices",
+    "use_cpu_cores",
+]
 
 
 def request_cpu_devices(count: int) -> bool:
@@ -125,6 +133,9 @@ def resolve_devices(devices: Any = None, *, argument: str = "devices") -> list:
 def device_mesh(devices: Any = None, axis_name: str = "batch"):
     """A one-dimensional ``jax.sharding.Mesh`` over ``devices``.
 
+    After ``jaxpro.core.distributed.initialize()`` the default spans every
+    process's devices.
+
     Args:
         devices: as for :func:`resolve_devices`.
         axis_name: the mesh axis' name (what ``PartitionSpec`` and collectives
@@ -133,9 +144,27 @@ def device_mesh(devices: Any = None, axis_name: str = "batch"):
     Returns:
         ``Mesh(devices, (axis_name,))``.
     """
-    import numpy as np
     from jax.sharding import Mesh
 
     if not isinstance(axis_name, str) or not axis_name:
         raise InputError("must be a non-empty string", argument="axis_name", received=axis_name)
     return Mesh(np.array(resolve_devices(devices)), (axis_name,))
+
+
+def global_array(mesh, spec, local):
+    """One array over ``mesh`` from this process's part of it.
+
+    Args:
+        mesh: a ``jax.sharding.Mesh`` (over one process's devices or all processes').
+        spec: the ``PartitionSpec`` of the whole array.
+        local: this process's rows along the split axis (its shard), or the
+            whole value where ``spec`` replicates it. With one process: the
+            whole array.
+
+    Returns:
+        A ``jax.Array`` with ``NamedSharding(mesh, spec)``.
+    """
+    import jax
+    from jax.sharding import NamedSharding
+
+    return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), np.asarray(local))

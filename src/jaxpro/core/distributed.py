@@ -33,7 +33,7 @@ class DistributedInfo:
         num_processes: processes in the computation.
         local_devices: devices of this process.
         global_devices: devices of all processes.
-        environment: "slurm", "openmpi", "arguments" or "single" (no cluster).
+        environment: "slurm", "openmpi", "cloud-tpu", "arguments" or "single" (no cluster).
         coordinator: the coordinator's address, when known.
         reasons: what was decided and why.
     """
@@ -67,7 +67,8 @@ class DistributedInfo:
 
 
 def detect_environment(environ: Mapping[str, str] | None = None) -> tuple[str, int, int] | None:
-    """``(name, num_processes, process_id)`` from a SLURM or Open MPI launch, else None.
+    """``(name, num_processes, process_id)`` from a SLURM, Open MPI or multi-host Cloud TPU
+    launch, else None.
 
     A SLURM allocation counts only inside a job step with more than one task
     (``srun``); an interactive shell inside an allocation is one process.
@@ -81,6 +82,10 @@ def detect_environment(environ: Mapping[str, str] | None = None) -> tuple[str, i
         size = int(env["OMPI_COMM_WORLD_SIZE"])
         if size > 1:
             return "openmpi", size, int(env["OMPI_COMM_WORLD_RANK"])
+    # a multi-host Cloud TPU slice names its hosts (JAX reads the same variables)
+    hosts = [h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h.strip()]
+    if len(hosts) > 1 and "TPU_WORKER_ID" in env:
+        return "cloud-tpu", len(hosts), int(env["TPU_WORKER_ID"])
     return None
 
 

@@ -445,14 +445,14 @@ def prepare(
     if mesh is None:
         device_args = jax.device_put(args)
     else:
-        from jax.sharding import NamedSharding, PartitionSpec
+        from jax.sharding import PartitionSpec
+
+        from jaxpro.core._mesh import global_array as core_global_array
 
         def global_array(spec, local):
             # every process passes its own rows (its shard along the split
             # axis, the whole value where replicated); one process: the whole data
-            return jax.make_array_from_process_local_data(
-                NamedSharding(mesh, spec), np.asarray(local)
-            )
+            return core_global_array(mesh, spec, local)
 
         def place(spec_tree, tree):
             return jax.tree.map(
