@@ -30,13 +30,14 @@ _LAZY = {
     "use_cpu_cores": "jaxpro.core._mesh",
     "bayes": None,
     "core": None,
+    "md": None,
     "errors": None,
     "expr": None,
     "io": None,
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from jaxpro import bayes, core, errors, expr, io
+    from jaxpro import bayes, core, errors, expr, io, md
     from jaxpro.core._mesh import use_cpu_cores
     from jaxpro.fit import FitResult, ManyFitResult, curve_fit, fit, fit_many, least_squares
 
@@ -53,6 +54,7 @@ __all__ = [
     "fit_many",
     "io",
     "least_squares",
+    "md",
     "use_cpu_cores",
 ]
 

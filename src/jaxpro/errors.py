@@ -24,6 +24,8 @@ __all__ = [
     "ModelError",
     "NumPyModelWarning",
     "OptimizeWarning",  # noqa: F822 - built on first use by __getattr__ below
+    "SimulationError",
+    "SimulationWarning",
     "describe",
 ]
 
@@ -137,3 +139,21 @@ class NumPyModelWarning(JaxproWarning):
     The message says why it could not be traced, what the host evaluations
     cost and the jax.numpy rewrite that would avoid them.
     """
+
+
+class SimulationError(JaxproError, RuntimeError):
+    """A simulation cannot go on (NaN energies, a neighbour list that cannot be sized).
+
+    Attributes:
+        step: the step where it was found (the last record before it is good).
+        partial: what was computed up to there (a Trajectory), or None.
+    """
+
+    def __init__(self, message: str, *, step: int | None = None, partial: object = None):
+        self.step = step
+        self.partial = partial
+        super().__init__(message)
+
+
+class SimulationWarning(JaxproWarning):
+    """A simulation ran but failed a validation check (energy drift, temperature off target)."""
