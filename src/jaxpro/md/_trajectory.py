@@ -88,6 +88,29 @@ class Trajectory(Result):
         e0 = self.total_energy[0]
         return float(np.max(np.abs(self.total_energy - e0)) / max(abs(e0), 1e-300))
 
+    def rdf(self, bins: int = 100, r_max: float | None = None, skip: float = 0.5):
+        """Radial distribution function from the frames after the first ``skip`` fraction.
+
+        Returns:
+            An :class:`~jaxpro.md._observables.RDF` (``r``, ``g``, ``coordination()``, ``plot()``).
+        """
+        from jaxpro.md._observables import radial_distribution
+
+        frames = self.positions[int(len(self.positions) * skip) :]
+        return radial_distribution(frames, self.box, bins=bins, r_max=r_max)
+
+    def msd(self, skip: float = 0.5):
+        """Mean-squared displacement and diffusion coefficient from the frames after ``skip``.
+
+        Returns:
+            An :class:`~jaxpro.md._observables.MSD` (``times``, ``msd``, ``diffusion``,
+            ``reliable``, ``plot()``).
+        """
+        from jaxpro.md._observables import mean_squared_displacement
+
+        start = int(len(self.positions) * skip)
+        return mean_squared_displacement(self.positions[start:], self.frame_times[start:], self.box)
+
     def summary(self) -> str:
         half = slice(len(self.times) // 2, None)
         rows = [
