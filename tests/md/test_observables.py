@@ -41,8 +41,8 @@ def test_free_flight_msd_is_ballistic_and_unwraps_the_box():
 
 
 def test_lennard_jones_liquid_structure_and_diffusion():
-    system = md.lennard_jones_fluid(500, 0.8442, 0.72)
-    run = md.simulate(system, "nvt", steps=6000, dt=0.005, record_every=20, frames=300)
+    system = md.lennard_jones_fluid(256, 0.8442, 0.72)
+    run = md.simulate(system, "nvt", steps=4000, dt=0.005, record_every=20, frames=200)
     peak, height = run.rdf().first_peak()
     assert peak == pytest.approx(1.09, abs=0.04)
     assert height == pytest.approx(2.9, abs=0.4)

@@ -60,11 +60,11 @@ def test_nvt_reaches_its_temperature(small):
 
 def test_an_overflowing_neighbour_list_is_reallocated_and_the_chunk_rerun():
     """From a lattice, a list with no spare room overflows; the run equals one with room."""
-    system = md.lennard_jones_fluid(500, 0.8442, 0.72)
+    system = md.lennard_jones_fluid(256, 0.8442, 0.72)
     tight = md.simulate(system, "nve", steps=600, dt=0.005, record_every=50,
-                        capacity_multiplier=1.0)  # fmt: skip
+                        capacity_multiplier=1.0, neighbor_list=True)  # fmt: skip
     ample = md.simulate(system, "nve", steps=600, dt=0.005, record_every=50,
-                        capacity_multiplier=2.0)  # fmt: skip
+                        capacity_multiplier=2.0, neighbor_list=True)  # fmt: skip
     assert tight.plan.settings["neighbor_list"] is True
     assert tight.plan.settings["reallocations"] >= 1
     assert ample.plan.settings["reallocations"] == 0

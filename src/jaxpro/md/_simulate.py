@@ -158,16 +158,30 @@ class _Runner:
                 _COMPILED.pop(next(iter(_COMPILED)))
         return compiled
 
-    def run(self, chunks: int, progress=None):
+    def run(self, chunks: int, progress=None, resume=None, checkpoint=None):
+        """Run ``chunks`` chunks (from a checkpoint when ``resume`` is given).
+
+        ``checkpoint`` is ``(directory, chunks_between, fingerprint)`` or None.
+        """
         import jax
+
+        from jaxpro.md import _restart
 
         state = eng.initial_state(self.engine, self.settings, self.system, self.neighbors, self.key)
         neighbors = self.neighbors
-        first = {k: np.asarray(v)[None] for k, v in
-                 jax.jit(eng.observe, static_argnums=0)(self.engine, state, neighbors).items()}  # fmt: skip
-        parts = [first]
         steps_per_chunk = self.settings.records * self.settings.record_every
-        done = 0
+        if resume is not None:
+            state, neighbors = _restart.rebuild(state, neighbors, resume)
+            parts = [resume.records]
+            done = resume.step // steps_per_chunk
+            if progress is not None:
+                progress(resume.step)
+        else:
+            first = {k: np.asarray(v)[None] for k, v in
+                     jax.jit(eng.observe, static_argnums=0)(self.engine, state, neighbors).items()}  # fmt: skip
+            parts = [first]
+            done = 0
+        first = parts[0]
         while done < chunks:
             new_state, new_neighbors, records = self._compiled(state, neighbors)(state, neighbors)
             if neighbors is not None and bool(new_neighbors.did_buffer_overflow):
@@ -192,6 +206,11 @@ class _Runner:
             parts.append(records)
             state, neighbors = new_state, new_neighbors
             done += 1
+            if checkpoint is not None and (done % checkpoint[1] == 0 or done == chunks):
+                so_far = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+                parts = [so_far]
+                _restart.save(checkpoint[0], done * steps_per_chunk, state, neighbors, so_far,
+                              checkpoint[2])  # fmt: skip
             if progress is not None:
                 progress(steps_per_chunk)
         out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -259,6 +278,28 @@ def _predicted_drift(total: np.ndarray, record: int, steps: int) -> float:
     return abs(float(slope)) * steps + 3 * spread
 
 
+def _checkpointing(directory, every, per_chunk, record_every, system, settings, precision,
+                   uses_lists, skin, steps, reasons):  # fmt: skip
+    """(resume, checkpoint config) for a run with a checkpoint folder; (None, None) without."""
+    if directory is None:
+        return None, None
+    from pathlib import Path
+
+    from jaxpro.md import _restart
+
+    folder = Path(directory)
+    if folder.exists() and not folder.is_dir():
+        raise InputError("must be a folder", argument="checkpoint_dir", received=str(directory))
+    print_ = _restart.fingerprint(system, settings, precision, uses_lists, skin)
+    resume = _restart.load(folder, print_, steps)
+    reasons.append(
+        f"checkpoints every {every} steps in {folder} (Orbax, atomic, the last"
+        f" {_restart.KEEP} kept)"
+        + (f"; resumed from step {resume.step}" if resume is not None else "")
+    )
+    return resume, (folder, every // (per_chunk * record_every), print_)
+
+
 def _progress_bar(enabled: bool | None, total: int):
     if enabled is None:
         enabled = sys.stderr.isatty()
@@ -291,6 +332,8 @@ def simulate(
     frames: int = 100,
     seed: int | None = None,
     progress: bool | None = None,
+    checkpoint_dir: str | None = None,
+    checkpoint_every: int | None = None,
 ) -> Trajectory:
     """Run molecular dynamics on ``system`` and check the result.
 
@@ -310,6 +353,12 @@ def simulate(
         frames: how many position frames to keep.
         seed: PRNG seed (default the system's).
         progress: show a progress bar (default: when stderr is a terminal).
+        checkpoint_dir: save the full state here every ``checkpoint_every``
+            steps (Orbax, atomic, the last two kept) and, when it already holds
+            checkpoints of this same run, resume from the latest one: a run
+            killed and started again ends in the same state as an uninterrupted one.
+        checkpoint_every: steps between checkpoints (default about 2,000; a
+            multiple of ``record_every`` that divides ``steps``).
 
     Returns:
         A :class:`Trajectory`; ``trajectory.ok`` is False when a check failed
@@ -327,6 +376,19 @@ def simulate(
     record_every = steps // _largest_divisor(steps, steps // record_every)
     total_records = steps // record_every
     per_chunk = _largest_divisor(total_records, max(1, CHUNK_STEPS // record_every))
+    if checkpoint_dir is not None:
+        if checkpoint_every is None:
+            checkpoint_every = per_chunk * record_every
+        if (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
+                or checkpoint_every < 1 or checkpoint_every % record_every
+                or steps % checkpoint_every):  # fmt: skip
+            raise InputError(
+                f"must be a multiple of record_every ({record_every}) that divides steps ({steps})",
+                argument="checkpoint_every",
+                received=checkpoint_every,
+            )
+        per_checkpoint = checkpoint_every // record_every
+        per_chunk = _largest_divisor(per_checkpoint, max(1, CHUNK_STEPS // record_every))
     uses_lists = system.potential is not None and (
         system.n > NEIGHBOR_MIN if neighbor_list is None else bool(neighbor_list)
     )
@@ -383,10 +445,13 @@ def simulate(
         settings = eng.Settings(ensemble, dt, kT, tau, record_every, per_chunk)
         frames_every = max(1, total_records // max(frames, 1))
         runner = _Runner(system, engine, settings, neighbors, key, frames_every)
+        resume, checkpoint = _checkpointing(checkpoint_dir, checkpoint_every, per_chunk,
+                                            record_every, system, settings, precision,
+                                            uses_lists, skin, steps, reasons)  # fmt: skip
         with _progress_bar(progress, steps) as advance:
             run_start = time.perf_counter()
             try:
-                records, final = runner.run(total_records // per_chunk, advance)
+                records, final = runner.run(total_records // per_chunk, advance, resume, checkpoint)
             except SimulationError as error:
                 if isinstance(error.partial, list):
                     error.partial = None  # records up to the failure: see error.step
