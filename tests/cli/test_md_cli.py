@@ -42,3 +42,13 @@ def test_bad_values_are_one_line_and_exit_2():
                               capture_output=True, text=True)  # fmt: skip
         assert done.returncode == 2, done.stdout
         assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+def test_checkpoint_folder_is_written_and_reused(tmp_path):
+    args = ["md", "lj", "--n", "108", "--steps", "400", "--dt", "0.005", "--ensemble", "nvt",
+            "--checkpoint", str(tmp_path / "ck")]  # fmt: skip
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir() if p.name.isdigit()) == ["400"]
+    again = CliRunner().invoke(cli, args)
+    assert "resumed from step 400" in again.output

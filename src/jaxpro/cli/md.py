@@ -8,7 +8,9 @@ Example::
 prints the run's summary (energies, temperature, pressure, checks, plan), or
 JSON with ``--json``; ``--out DIR`` saves ``result.json``, ``trajectory.png``
 (energies, temperature, pressure) and ``rdf.png`` with ``rdf.json``.
-``--strict`` exits with code 1 when a validation check fails.
+``--checkpoint DIR`` saves the state as it runs; the same command again
+resumes from the last checkpoint. ``--strict`` exits with code 1 when a
+validation check fails.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ def md() -> None:
 @click.option("--precision", type=click.Choice(["float64", "float32"]), default="float64",
               show_default=True)  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--checkpoint", type=click.Path(file_okay=False),
+              help="Save the state here as it runs; rerunning resumes from it.")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False), help="Save results and figures here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--strict", is_flag=True, help="Exit with code 1 when a check fails.")
@@ -63,6 +67,7 @@ def lj(
     dt: str,
     precision: str,
     seed: int,
+    checkpoint: str | None,
     out: str | None,
     as_json: bool,
     strict: bool,
@@ -86,7 +91,7 @@ def lj(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SimulationWarning)  # the summary lists the checks
         run = jaxpro.md.simulate(system, ensemble, steps, dt=step, precision=precision,
-                                 progress=not as_json)  # fmt: skip
+                                 progress=not as_json, checkpoint_dir=checkpoint)  # fmt: skip
     rdf = run.rdf()
     if as_json:
         payload = run.to_dict()
