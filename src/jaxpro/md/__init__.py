@@ -7,6 +7,8 @@ temperature, pressure, sampled positions, validation checks and plan. JAX-MD
 loads on first use.
 """
 
+from jaxpro.md._fit import PotentialFit as PotentialFit
+from jaxpro.md._fit import fit_potential as fit_potential
 from jaxpro.md._potentials import PairPotential as PairPotential
 from jaxpro.md._simulate import simulate as simulate
 from jaxpro.md._systems import System as System
@@ -20,9 +22,11 @@ from jaxpro.md._trajectory import Trajectory as Trajectory
 __all__ = [
     "Check",
     "PairPotential",
+    "PotentialFit",
     "System",
     "Trajectory",
     "custom_system",
+    "fit_potential",
     "lennard_jones_fluid",
     "morse_fluid",
     "simulate",
