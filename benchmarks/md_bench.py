@@ -73,10 +73,10 @@ def report(machine: dict, results: list[dict]) -> str:
         " corrections (`tests/data/physics`). jaxpro: `lennard_jones_fluid(500, rho, 0.85,"
         " cutoff=3.0, shift=False, long_range_correction=True)`, NVT Nose-Hoover, melted at"
         f" T = 2, then dt = {DT}: 4,000 steps of equilibration, 40,000 of production; errors are"
-        " block-averaged standard errors (20 blocks). |Δ|/σ uses the combined error (the"
+        " block-averaged standard errors (20 blocks). gap / σ = |jaxpro - NIST| over the combined error (the"
         " table's where it gives one).",
         "",
-        "| rho | U/N jaxpro | U/N NIST | |Δ|/σ | p jaxpro | p NIST | |Δ|/σ | T (target 0.85) | time |",
+        "| rho | U/N jaxpro | U/N NIST | gap / σ | p jaxpro | p NIST | gap / σ | T (target 0.85) | time |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
