@@ -144,12 +144,25 @@ def test_bad_input_names_the_argument(small, kwargs, message):
         md.simulate(small, **kwargs)
 
 
-def test_not_a_system_and_overlapping_particles_are_refused():
+def test_overlapping_particles_are_relaxed_by_fire_first():
+    sites = md.lennard_jones_fluid(108, 0.8442, 0.72)
+    overlapping = sites.positions.copy()
+    overlapping[1] = overlapping[0] + 0.3  # LJ force ~ 1e7
+    system = md.System(**{**sites.__dict__, "positions": overlapping})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SimulationWarning)  # 200 steps: T has not settled
+        run = md.simulate(system, "nvt", steps=200, dt=0.002)
+    note = next(r for r in run.plan.reasons if "FIRE" in r)
+    assert "overlapping start (force" in note and "brought the largest force to" in note
+    assert np.all(np.isfinite(run.total_energy))
+
+
+def test_not_a_system_and_coincident_particles_are_refused():
     with pytest.raises(InputError, match=r"system: must be a jaxpro\.md System"):
         md.simulate("lj")
     sites = md.lennard_jones_fluid(108, 0.8442, 0.72)
-    overlapping = sites.positions.copy()
-    overlapping[1] = overlapping[0] + 0.05
-    system = md.System(**{**sites.__dict__, "positions": overlapping})
-    with pytest.raises(InputError, match="particles overlap"):
+    same = sites.positions.copy()
+    same[1] = same[0]
+    system = md.System(**{**sites.__dict__, "positions": same})
+    with pytest.raises(InputError, match="system: has particles at the same position"):
         md.simulate(system, steps=10, dt=0.001)
