@@ -1,4 +1,5 @@
-"""Molecular-dynamics benchmarks (``--nist``: the LJ fluid against NIST's reference table).
+"""Molecular-dynamics benchmarks (``--nist``: the LJ fluid against NIST's reference table;
+``--fit``: the cost of a gradient through a simulation).
 
 ``--nist``: ``jaxpro.md.simulate`` of the Lennard-Jones fluid at NIST SRSW's
 T* = 0.85 state points (N = 500, truncated at 3.0 sigma with long-range
@@ -8,7 +9,14 @@ errors against the table, written between the ``md_bench_nist`` markers of
 BENCHMARKS.md. (The steps-per-second comparison with raw JAX-MD, OpenMM and
 LAMMPS of issue 16 is not written yet.)
 
-Usage: ``python benchmarks/md_bench.py --nist [--densities 0.776,0.86] [--no-write]``.
+``--fit``: ``fit_potential``'s gradient through 1,000 NVT steps of 256 LJ
+particles (``gradient="trajectory"``, rematerialised segments) against the
+forward run alone and against a plain ``lax.scan`` gradient: wall time (best of
+3, compiled) and XLA's temporary memory of each compiled program, written
+between the ``md_bench_fit`` markers.
+
+Usage: ``python benchmarks/md_bench.py --nist [--densities 0.776,0.86] [--no-write]``,
+``python benchmarks/md_bench.py --fit``.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ import fit_bench as fb
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "tests" / "data" / "physics" / "nist_srsw_lj_T085.csv"
 MARKERS = ("<!-- md_bench_nist:begin -->", "<!-- md_bench_nist:end -->")
+FIT_MARKERS = ("<!-- md_bench_fit:begin -->", "<!-- md_bench_fit:end -->")
+FIT_STEPS, FIT_EVERY = 1000, 10
 DT = 0.0025
 
 
@@ -92,15 +102,88 @@ def report(machine: dict, results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fit_cost() -> dict:
+    """Time and temporary memory: forward run, checkpointed gradient, plain-scan gradient."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    import jaxpro.md as md
+    from jaxpro.core import checkpointed_scan
+    from jaxpro.md._fit_runs import Model
+
+    out = {}
+    with jax.enable_x64(True):
+        system = md.lennard_jones_fluid(256, 0.8, 1.2, form="switched")
+        model = Model(system, ("sigma", "epsilon"), {}, 1.2, 0.005, FIT_EVERY)
+        state = model.initial_state({"sigma": 1.0, "epsilon": 1.0}, 0)
+        theta = model._theta({"sigma": 1.0, "epsilon": 1.0})
+        frames = FIT_STEPS // FIT_EVERY
+
+        def mean_energy(theta, scan):
+            _, observed = model._frames(state, theta, frames, scan)
+            return jnp.mean(observed["potential_energy"])
+
+        programs = {
+            "forward run": jax.jit(lambda t: mean_energy(t, lax.scan)),
+            "gradient, rematerialised segments": jax.jit(
+                jax.grad(lambda t: mean_energy(t, checkpointed_scan))),
+            "gradient, plain lax.scan": jax.jit(jax.grad(lambda t: mean_energy(t, lax.scan))),
+        }  # fmt: skip
+        for name, program in programs.items():
+            start = time.perf_counter()
+            compiled = program.lower(theta).compile()
+            compile_s = time.perf_counter() - start
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                jax.block_until_ready(compiled(theta))
+                times.append(time.perf_counter() - start)
+            out[name] = {"compile_s": compile_s, "run_s": min(times),
+                         "temp_bytes": compiled.memory_analysis().temp_size_in_bytes}  # fmt: skip
+    return out
+
+
+def fit_report(machine: dict, costs: dict) -> str:
+    forward = costs["forward run"]
+    lines = [
+        "## Molecular dynamics: a gradient through the simulation (`md_bench.py --fit`)",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores; jax {machine['versions']['jax']}."
+        f" Run {machine['date']}. Mean potential energy over {FIT_STEPS} NVT steps of 256 LJ"
+        " particles (switched at 2.5, float64, all pairs), its gradient with respect to sigma"
+        " and epsilon as `fit_potential(gradient='trajectory')` computes it. Time: best of 3"
+        " compiled calls; memory: XLA's temporary allocation of the compiled program.",
+        "",
+        "| program | run | vs forward | compile | temporary memory | vs forward |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, cost in costs.items():
+        lines.append(
+            f"| {name} | {fb.fmt_time(cost['run_s'])} | {cost['run_s'] / forward['run_s']:.1f}×"
+            f" | {fb.fmt_time(cost['compile_s'])} | {cost['temp_bytes'] / 1e6:.1f} MB |"
+            f" {cost['temp_bytes'] / max(forward['temp_bytes'], 1):.1f}× |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nist", action="store_true", help="the NIST state points")
+    parser.add_argument("--fit", action="store_true", help="the cost of a simulation gradient")
     parser.add_argument("--densities", default="0.776,0.82,0.86,0.90")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    if not args.nist:
-        parser.error("only --nist is implemented so far")
+    if not (args.nist or args.fit):
+        parser.error("choose --nist and/or --fit")
     machine = fb.machine_info()
+    if args.fit:
+        text = fit_report(machine, fit_cost())
+        print(text)
+        if not args.no_write:
+            fb.write_section(text, markers=FIT_MARKERS)
+        if not args.nist:
+            return
     results = [state_point(float(rho)) for rho in args.densities.split(",")]
     text = report(machine, results)
     print(text)
