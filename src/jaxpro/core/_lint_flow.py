@@ -81,7 +81,38 @@ def _literal_default(node: ast.AST | None) -> bool:
     return True
 
 
-class FunctionFlow:
+class _Walker:
+    """Statements in order, shared by both flows: blocks, and the compound statements
+    whose handling does not depend on what flows (``with``, ``try``, ``match``).
+
+    Subclasses provide ``statement``, ``expression``, ``branches`` (walk blocks on
+    copies of the state and merge) and ``bind_with`` (a ``with ... as`` target).
+    """
+
+    def block(self, statements: list[ast.stmt]) -> bool:
+        """Walk ``statements``; True if the block always ends (return/raise/...)."""
+        return any(self.statement(statement) for statement in statements)
+
+    def compound(self, node: ast.stmt) -> bool | None:
+        """Walk a with/try/match statement (True if it always ends); None for other nodes."""
+        if isinstance(node, ast.With | ast.AsyncWith):
+            for item in node.items:
+                self.expression(item.context_expr)
+                if item.optional_vars is not None:
+                    self.bind_with(item.optional_vars, item.context_expr)
+            return self.block(node.body)
+        if isinstance(node, ast.Try | getattr(ast, "TryStar", ast.Try)):
+            self.branches(node.body, *[h.body for h in node.handlers])
+            self.block(node.orelse)
+            return self.block(node.finalbody)
+        if isinstance(node, ast.Match):
+            self.expression(node.subject)
+            self.branches(*[case.body for case in node.cases])
+            return False
+        return None
+
+
+class FunctionFlow(_Walker):
     """Traced values through one function (or the module body) and the rules on them."""
 
     def __init__(
@@ -223,10 +254,6 @@ class FunctionFlow:
         else:
             self.block(self.function.body)
 
-    def block(self, statements: list[ast.stmt]) -> bool:
-        """Walk ``statements``; True if the block always ends (return/raise/...)."""
-        return any(self.statement(statement) for statement in statements)
-
     def branches(self, *blocks: list[ast.stmt]) -> None:
         start = (set(self.traced), set(self.arrays), set(self.masks))
         merged = [set(), set(), set()]
@@ -274,24 +301,16 @@ class FunctionFlow:
                 self.branches(node.body, [])
             self.block(node.orelse)
             return False
-        if isinstance(node, ast.With | ast.AsyncWith):
-            for item in node.items:
-                self.expression(item.context_expr)
-                if item.optional_vars is not None:
-                    self.assign(item.optional_vars, item.context_expr)
-            return self.block(node.body)
-        if isinstance(node, ast.Try | getattr(ast, "TryStar", ast.Try)):
-            self.branches(node.body, *[h.body for h in node.handlers])
-            self.block(node.orelse)
-            return self.block(node.finalbody)
-        if isinstance(node, ast.Match):
-            self.expression(node.subject)
-            self.branches(*[case.body for case in node.cases])
-            return False
+        ends = self.compound(node)
+        if ends is not None:
+            return ends
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.expr):
                 self.expression(child)
         return isinstance(node, _ENDS)
+
+    def bind_with(self, target: ast.AST, value: ast.AST) -> None:
+        self.assign(target, value)
 
     def condition(self, test: ast.AST, node: ast.AST, keyword: str) -> None:
         if self.guarded or _tracer_guard(test):
@@ -443,7 +462,7 @@ class FunctionFlow:
             self.report(node, "JX106", f"`{ast.unparse(node.func)}` mutates outer state")
 
 
-class KeyFlow:
+class KeyFlow(_Walker):
     """PRNG keys through one function (or the module body): JX104."""
 
     def __init__(self, module: _Module, scope: ast.AST):
@@ -454,9 +473,6 @@ class KeyFlow:
 
     def run(self) -> None:
         self.block(self.scope.body)
-
-    def block(self, statements: list[ast.stmt]) -> bool:
-        return any(self.statement(statement) for statement in statements)
 
     def branches(self, *blocks: list[ast.stmt]) -> None:
         start = dict(self.consumed)
@@ -483,20 +499,9 @@ class KeyFlow:
                 self.branches(node.body, [])
             self.block(node.orelse)
             return False
-        if isinstance(node, ast.With | ast.AsyncWith):
-            for item in node.items:
-                self.expression(item.context_expr)
-                if item.optional_vars is not None:
-                    self.rebind(item.optional_vars)
-            return self.block(node.body)
-        if isinstance(node, ast.Try | getattr(ast, "TryStar", ast.Try)):
-            self.branches(node.body, *[h.body for h in node.handlers])
-            self.block(node.orelse)
-            return self.block(node.finalbody)
-        if isinstance(node, ast.Match):
-            self.expression(node.subject)
-            self.branches(*[case.body for case in node.cases])
-            return False
+        ends = self.compound(node)
+        if ends is not None:
+            return ends
         value = getattr(node, "value", None)
         if isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
             if value is not None:
@@ -508,6 +513,9 @@ class KeyFlow:
             if isinstance(child, ast.expr):
                 self.expression(child)
         return isinstance(node, _ENDS)
+
+    def bind_with(self, target: ast.AST, value: ast.AST) -> None:
+        self.rebind(target)
 
     def rebind(self, target: ast.AST) -> None:
         for name in _bound_names(target):
