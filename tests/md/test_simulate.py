@@ -166,3 +166,21 @@ def test_not_a_system_and_coincident_particles_are_refused():
     system = md.System(**{**sites.__dict__, "positions": same})
     with pytest.raises(InputError, match="system: has particles at the same position"):
         md.simulate(system, steps=10, dt=0.001)
+
+
+def test_a_second_run_of_a_cell_listed_system_reuses_its_compiled_program():
+    # 864 particles: box 10.1 > 3 (cutoff + skin), so JAX-MD builds a cell list,
+    # whose fresh closures once made the second run's list mismatch the program
+    system = md.lennard_jones_fluid(864, 0.8442, 0.72)
+    first = md.simulate(system, "nve", steps=20, dt=0.002, record_every=10)
+    second = md.simulate(system, "nve", steps=20, dt=0.002, record_every=10)
+    assert second.timings.compile == 0.0
+    np.testing.assert_array_equal(first.final_positions, second.final_positions)
+
+
+def test_float32_and_float64_runs_of_one_system_each_get_their_program(small):
+    single = md.simulate(small, "nve", steps=20, dt=0.002, record_every=10, precision="float32")
+    double = md.simulate(small, "nve", steps=20, dt=0.002, record_every=10)
+    assert single.final_positions.dtype == np.float32
+    assert double.final_positions.dtype == np.float64
+    np.testing.assert_allclose(single.final_positions, double.final_positions, atol=1e-4)

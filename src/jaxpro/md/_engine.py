@@ -11,8 +11,9 @@ settings, so a second run of the same shape compiles nothing.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,9 +47,26 @@ class Engine:
     n: int
     dim: int
     mass: float
+    # the first list's cell-list functions, given to every later list (see ``allocate``)
+    _cell_list_fn: list = field(default_factory=list, compare=False, hash=False, repr=False)
 
     def kwargs(self, neighbors) -> dict[str, Any]:
         return {} if neighbors is None else {"neighbor": neighbors}
+
+    def allocate(self, positions, extra_capacity: int = 0):
+        """A new neighbour list whose pytree matches every earlier list of this engine.
+
+        JAX-MD makes fresh cell-list closures at each allocation; they are part of
+        the list's pytree metadata, so a compiled chunk program would refuse (or
+        recompile for) every new list. They depend only on the box, cell size and
+        capacity multiplier, all fixed per engine, so the first ones are reused.
+        """
+        neighbors = self.neighbor_fn.allocate(positions, extra_capacity=extra_capacity)
+        if neighbors.cell_list_fn is None:
+            return neighbors
+        if not self._cell_list_fn:
+            self._cell_list_fn.append(neighbors.cell_list_fn)
+        return dataclasses.replace(neighbors, cell_list_fn=self._cell_list_fn[0])
 
 
 def _hashable(potential: PairPotential | None):

@@ -152,7 +152,7 @@ def _relax_overlaps(engine, positions, neighbors, force: float, particle: int):
     for done in range(0, FIRE_STEPS, 100):
         state, neighbors = block(state, neighbors)
         if neighbors is not None and bool(neighbors.did_buffer_overflow):
-            neighbors = engine.neighbor_fn.allocate(state.position)
+            neighbors = engine.allocate(state.position)
         largest = float(np.max(np.linalg.norm(np.asarray(state.force), axis=1)))
         if largest < RELAXED_FORCE:
             note = (f"overlapping start (force {force:.3g} on particle {particle}): FIRE"
@@ -199,7 +199,17 @@ class _Runner:
 
     def _compiled(self, state, neighbors):
         program = eng.chunk_program(self.engine, self.settings)
-        key = (program, None if neighbors is None else neighbors.idx.shape)
+        import jax
+
+        # the whole input structure (list capacities are pytree metadata) and every
+        # leaf's shape and dtype (float32 and float64 runs of one system): a
+        # program is reused only for inputs it was compiled for
+        leaves, structure = jax.tree.flatten((state, neighbors))
+        key = (
+            program,
+            structure,
+            tuple((np.shape(x), getattr(x, "dtype", type(x))) for x in leaves),
+        )
         compiled = _COMPILED.get(key)
         if compiled is None:
             start = time.perf_counter()
@@ -279,7 +289,7 @@ class _Runner:
             )
         extra = 0 if self.reallocations == 1 else 8 * 2 ** (self.reallocations - 2)
         fn = self.engine.neighbor_fn
-        bigger = fn.allocate(end_state.position, extra_capacity=extra)
+        bigger = self.engine.allocate(end_state.position, extra_capacity=extra)
         return fn.update(start_state.position, bigger)
 
 
@@ -470,7 +480,7 @@ def simulate(
             raise InputError("has particles at the same position; move them apart",
                              argument="system")  # fmt: skip
         positions = jax.numpy.asarray(system.positions)
-        neighbors = engine.neighbor_fn.allocate(positions) if uses_lists else None
+        neighbors = engine.allocate(positions) if uses_lists else None
         force, particle = eng.max_force(engine, positions, neighbors)
         if not math.isfinite(force) or force > FORCE_LIMIT:
             positions, neighbors, note = _relax_overlaps(engine, positions, neighbors, force,
