@@ -6,8 +6,7 @@ T* = 0.85 state points (N = 500, truncated at 3.0 sigma with long-range
 corrections; NVT Nose-Hoover, dt = 0.0025: melted at T = 2, 4,000 steps of
 equilibration, 40,000 of production), U/N and p with block-averaged standard
 errors against the table, written between the ``md_bench_nist`` markers of
-BENCHMARKS.md. (The steps-per-second comparison with raw JAX-MD, OpenMM and
-LAMMPS of issue 16 is not written yet.)
+BENCHMARKS.md.
 
 ``--fit``: ``fit_potential``'s gradient through 1,000 NVT steps of 256 LJ
 particles (``gradient="trajectory"``, rematerialised segments) against the
@@ -15,8 +14,12 @@ forward run alone and against a plain ``lax.scan`` gradient: wall time (best of
 3, compiled) and XLA's temporary memory of each compiled program, written
 between the ``md_bench_fit`` markers.
 
+``--speed``: steps per second of the 4,000-particle LJ fluid against raw JAX-MD,
+OpenMM and LAMMPS, cold start, and the scaling to 32,000 particles (see
+``md_speed.py``), written between the ``md_bench_speed`` markers.
+
 Usage: ``python benchmarks/md_bench.py --nist [--densities 0.776,0.86] [--no-write]``,
-``python benchmarks/md_bench.py --fit``.
+``python benchmarks/md_bench.py --fit``, ``python benchmarks/md_bench.py --speed [--steps 2000]``.
 """
 
 from __future__ import annotations
@@ -171,12 +174,25 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nist", action="store_true", help="the NIST state points")
     parser.add_argument("--fit", action="store_true", help="the cost of a simulation gradient")
+    parser.add_argument(
+        "--speed", action="store_true", help="steps/s against JAX-MD, OpenMM, LAMMPS"
+    )
+    parser.add_argument("--steps", type=int, default=2000, help="warm steps per engine (--speed)")
     parser.add_argument("--densities", default="0.776,0.82,0.86,0.90")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    if not (args.nist or args.fit):
-        parser.error("choose --nist and/or --fit")
+    if not (args.nist or args.fit or args.speed):
+        parser.error("choose --nist, --fit and/or --speed")
     machine = fb.machine_info()
+    if args.speed:
+        import md_speed
+
+        text = md_speed.report(machine, md_speed.run_all(args.steps))
+        print(text)
+        if not args.no_write:
+            fb.write_section(text, markers=md_speed.MARKERS)
+        if not (args.nist or args.fit):
+            return
     if args.fit:
         text = fit_report(machine, fit_cost())
         print(text)

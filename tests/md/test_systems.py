@@ -104,7 +104,7 @@ def test_system_energy_equals_the_minimum_image_sum(form):
         for lists in (False, True):
             engine = eng.build_engine(system, neighbors=lists, skin=0.3, capacity=1.5)
             positions = jnp.asarray(moved)
-            kwargs = {"neighbor": engine.neighbor_fn.allocate(positions)} if lists else {}
+            kwargs = {"neighbor": engine.allocate(positions)} if lists else {}
             assert float(engine.energy(positions, **kwargs)) == pytest.approx(want, rel=1e-12)
 
 

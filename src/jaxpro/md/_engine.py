@@ -11,13 +11,13 @@ settings, so a second run of the same shape compiles nothing.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from jaxpro.md._neighbors import Lister
 from jaxpro.md._potentials import PairPotential, parameters
 
 __all__ = ["Engine", "Settings", "build_engine", "chunk_program"]
@@ -37,36 +37,33 @@ class Settings:
 
 @dataclass(frozen=True)
 class Engine:
-    """Energy, virial and neighbour list of one system (built once per system shape)."""
+    """Energy, forces, virial and neighbour list of one system (built once per system shape)."""
 
     energy: Any  # energy(R, neighbor=...) -> total potential energy (no tail)
     virial: Any | None  # virial(R, neighbor=...) -> sum over pairs of -r u'(r)
-    neighbor_fn: Any | None  # jax_md NeighborListFns, or None (all pairs)
+    lister: Lister | None  # how neighbour lists are built, or None (all pairs)
     shift: Any
     box: float
     n: int
     dim: int
     mass: float
-    # the first list's cell-list functions, given to every later list (see ``allocate``)
-    _cell_list_fn: list = field(default_factory=list, compare=False, hash=False, repr=False)
+    force: Any = None  # force(R, neighbor=...) -> (n, d); None: minus the energy's gradient
+
+    @property
+    def force_or_energy(self):
+        """What the integrators take (JAX-MD differentiates an energy itself)."""
+        return self.energy if self.force is None else self.force
 
     def kwargs(self, neighbors) -> dict[str, Any]:
         return {} if neighbors is None else {"neighbor": neighbors}
 
     def allocate(self, positions, extra_capacity: int = 0):
-        """A new neighbour list whose pytree matches every earlier list of this engine.
+        """A new neighbour list for ``positions`` (with ``extra_capacity`` more room)."""
+        return self.lister.allocate(positions, extra_capacity=extra_capacity)
 
-        JAX-MD makes fresh cell-list closures at each allocation; they are part of
-        the list's pytree metadata, so a compiled chunk program would refuse (or
-        recompile for) every new list. They depend only on the box, cell size and
-        capacity multiplier, all fixed per engine, so the first ones are reused.
-        """
-        neighbors = self.neighbor_fn.allocate(positions, extra_capacity=extra_capacity)
-        if neighbors.cell_list_fn is None:
-            return neighbors
-        if not self._cell_list_fn:
-            self._cell_list_fn.append(neighbors.cell_list_fn)
-        return dataclasses.replace(neighbors, cell_list_fn=self._cell_list_fn[0])
+    def update(self, positions, neighbors):
+        """The list after a step: rebuilt once a particle moved half the skin (traceable)."""
+        return None if neighbors is None else self.lister.update(positions, neighbors)
 
 
 def _hashable(potential: PairPotential | None):
@@ -100,7 +97,7 @@ def build_engine(system, *, neighbors: bool, skin: float, capacity: float) -> En
 
 
 def _build(system, neighbors: bool, skin: float, capacity: float) -> Engine:
-    from jax_md import partition, smap, space
+    from jax_md import smap, space
 
     box, n, dim, mass = system.box, system.n, system.dim, system.mass
     potential = system.potential
@@ -118,19 +115,10 @@ def _build(system, neighbors: bool, skin: float, capacity: float) -> Engine:
         energy = smap.pair(potential.pair_fn(), metric, **params)
         virial = smap.pair(potential.virial_fn(), metric, **params)
         return Engine(energy, virial, None, shift, box, n, dim, mass)
-    reach = potential.cutoff + skin
-    neighbor_fn = partition.neighbor_list(
-        displacement,
-        box,
-        potential.cutoff,
-        dr_threshold=skin,
-        capacity_multiplier=capacity,
-        disable_cell_list=box < 3 * reach,  # cell lists need 3 cells per side
-        format=partition.NeighborListFormat.Dense,
-    )
-    energy = smap.pair_neighbor_list(potential.pair_fn(), metric, **params)
-    virial = smap.pair_neighbor_list(potential.virial_fn(), metric, **params)
-    return Engine(energy, virial, neighbor_fn, shift, box, n, dim, mass)
+    lister = Lister(box, potential.cutoff, skin, n, dim, capacity)
+    pair_fn = potential.pair_fn()
+    return Engine(lister.energy_fn(pair_fn, params), lister.virial_fn(pair_fn, params), lister,
+                  shift, box, n, dim, mass, force=lister.force_fn(pair_fn, params))  # fmt: skip
 
 
 def simulator(engine: Engine, settings: Settings):
@@ -138,9 +126,9 @@ def simulator(engine: Engine, settings: Settings):
     from jax_md import simulate
 
     if settings.ensemble == "nve":
-        return simulate.nve(engine.energy, engine.shift, settings.dt)
+        return simulate.nve(engine.force_or_energy, engine.shift, settings.dt)
     return simulate.nvt_nose_hoover(
-        engine.energy, engine.shift, settings.dt, settings.kT, tau=settings.tau
+        engine.force_or_energy, engine.shift, settings.dt, settings.kT, tau=settings.tau
     )
 
 
@@ -174,9 +162,7 @@ def chunk_program(engine: Engine, settings: Settings):
         def step(carry, _):
             state, neighbors = carry
             state = apply_fn(state, **engine.kwargs(neighbors))
-            if neighbors is not None:
-                neighbors = neighbors.update(state.position)
-            return (state, neighbors), None
+            return (state, engine.update(state.position, neighbors)), None
 
         (state, neighbors), _ = lax.scan(step, carry, None, length=settings.record_every)
         return (state, neighbors), observe(engine, state, neighbors)
@@ -207,7 +193,11 @@ def max_force(engine: Engine, positions, neighbors) -> tuple[float, int]:
     """The largest force on any particle, and which particle."""
     import jax
 
-    forces = -jax.grad(lambda r: engine.energy(r, **engine.kwargs(neighbors)))(positions)
+    kwargs = engine.kwargs(neighbors)
+    if engine.force is not None:
+        forces = engine.force(positions, **kwargs)
+    else:
+        forces = -jax.grad(lambda r: engine.energy(r, **kwargs))(positions)
     magnitude = np.linalg.norm(np.asarray(forces), axis=1)
     index = int(np.argmax(magnitude))
     return float(magnitude[index]), index

@@ -20,6 +20,7 @@ before a bad chunk is saved.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -77,7 +78,7 @@ def save(directory: Path, step: int, state, neighbors, records: dict, print_: st
     metadata = {"fingerprint": print_, "step": step}
     if neighbors is not None:
         tree["neighbors"] = [np.asarray(leaf) for leaf in jax.tree.leaves(neighbors)]
-        metadata["neighbor_sizes"] = [neighbors.max_occupancy, neighbors.cell_list_capacity]
+        metadata["neighbor_sizes"] = [neighbors.capacity, neighbors.cell_capacity]
     save_checkpoint(directory, step, tree, metadata=metadata, keep=KEEP)
 
 
@@ -127,8 +128,8 @@ def rebuild(template_state, template_neighbors, resume: Resume):
     )
     neighbors = None
     if template_neighbors is not None:
-        occupancy, cell_capacity = resume.neighbor_sizes
-        shaped = template_neighbors.set(max_occupancy=occupancy, cell_list_capacity=cell_capacity)
+        _, cell_capacity = resume.neighbor_sizes  # the capacity is the saved indices' shape
+        shaped = dataclasses.replace(template_neighbors, cell_capacity=cell_capacity)
         neighbors = jax.tree.unflatten(
             jax.tree.structure(shaped), [jnp.asarray(x) for x in resume.neighbor_leaves]
         )
