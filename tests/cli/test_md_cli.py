@@ -37,6 +37,7 @@ def test_bad_values_are_one_line_and_exit_2():
         (["--density", "-1"], "density: must be positive"),
         (["--dt", "fast"], "--dt: must be a number or auto"),
         (["--n", "20"], "smaller than twice the cutoff"),
+        (["--ensemble", "npt"], "pressure: is needed for ensemble='npt'"),
     ):
         done = subprocess.run([sys.executable, "-m", "jaxpro", "md", "lj", *args],
                               capture_output=True, text=True)  # fmt: skip

@@ -79,9 +79,9 @@ def test_a_full_row_or_a_full_cell_is_flagged():
         assert bool(after.overflow) and int(after.builds) == 2
         # rows exactly as full as the fullest one pass; one slot fewer overflows
         fullest = max(len(row) for row in brute_pairs(moved, system.box, 2.8))
-        exact = lister._fresh(positions, fullest, nbrs.cell_capacity, nbrs.builds)
+        exact = lister._fresh(positions, system.box, fullest, nbrs.cell_capacity, nbrs.builds)
         assert not bool(exact.overflow)
-        short = lister._fresh(positions, fullest - 1, nbrs.cell_capacity, nbrs.builds)
+        short = lister._fresh(positions, system.box, fullest - 1, nbrs.cell_capacity, nbrs.builds)
         assert bool(short.overflow)
 
 

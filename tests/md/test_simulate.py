@@ -131,7 +131,7 @@ def test_result_summary_json_and_save(nve, tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"ensemble": "npt"}, r"ensemble: must be one of \('nve', 'nvt'\)"),
+        ({"ensemble": "nph"}, r"ensemble: must be one of \('nve', 'nvt', 'npt'\)"),
         ({"steps": 0}, "steps: must be a positive integer"),
         ({"dt": -0.1}, "dt: must be 'auto' or a positive number"),
         ({"kT": 0.0}, "kT: must be a positive temperature"),

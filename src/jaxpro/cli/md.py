@@ -44,7 +44,9 @@ def md() -> None:
 )
 @click.option("--tail", is_flag=True, help="Add long-range (tail) corrections.")
 @click.option("--steps", type=int, default=10_000, show_default=True)
-@click.option("--ensemble", type=click.Choice(["nve", "nvt"]), default="nve", show_default=True)
+@click.option("--ensemble", type=click.Choice(["nve", "nvt", "npt"]), default="nve",
+              show_default=True)  # fmt: skip
+@click.option("--pressure", type=float, help="Target pressure (npt; reduced units).")
 @click.option("--dt", default="auto", show_default=True, help="Time step, or auto.")
 @click.option("--precision", type=click.Choice(["float64", "float32"]), default="float64",
               show_default=True)  # fmt: skip
@@ -64,6 +66,7 @@ def lj(
     tail: bool,
     steps: int,
     ensemble: str,
+    pressure: float | None,
     dt: str,
     precision: str,
     seed: int,
@@ -91,7 +94,8 @@ def lj(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SimulationWarning)  # the summary lists the checks
         run = jaxpro.md.simulate(system, ensemble, steps, dt=step, precision=precision,
-                                 progress=not as_json, checkpoint_dir=checkpoint)  # fmt: skip
+                                 progress=not as_json, checkpoint_dir=checkpoint,
+                                 pressure=pressure)  # fmt: skip
     rdf = run.rdf()
     if as_json:
         payload = run.to_dict()

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxpro.md._jaxmd import lean
 from jaxpro.md._neighbors import Lister
 from jaxpro.md._potentials import PairPotential, parameters
 
@@ -33,6 +34,8 @@ class Settings:
     tau: float | None
     record_every: int
     records: int
+    pressure: float | None = None  # NPT's target pressure
+    tau_p: float | None = None  # NPT's barostat time constant
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Engine:
     dim: int
     mass: float
     force: Any = None  # force(R, neighbor=...) -> (n, d); None: minus the energy's gradient
+    npt: bool = False  # positions in box fractions, energy(S, neighbor=, box=, perturbation=)
 
     @property
     def force_or_energy(self):
@@ -57,9 +61,25 @@ class Engine:
     def kwargs(self, neighbors) -> dict[str, Any]:
         return {} if neighbors is None else {"neighbor": neighbors}
 
-    def allocate(self, positions, extra_capacity: int = 0):
-        """A new neighbour list for ``positions`` (with ``extra_capacity`` more room)."""
-        return self.lister.allocate(positions, extra_capacity=extra_capacity)
+    def allocate(self, positions, extra_capacity: int = 0, box=None):
+        """A new neighbour list for real ``positions`` (with ``extra_capacity`` more room)."""
+        return self.lister.allocate(positions, extra_capacity=extra_capacity, box=box)
+
+    def real(self, state):
+        """``(positions, box side)`` of an integrator state, in real units."""
+        if not self.npt:
+            return state.position, self.box
+        from jax_md import simulate
+
+        side = simulate.npt_box(state)[0, 0]  # isotropic: the matrix is side * identity
+        return state.position * side, side
+
+    def update_state(self, state, neighbors):
+        """The list after a step of ``state`` (the box may have changed: NPT; traceable)."""
+        if neighbors is None:
+            return None
+        positions, side = self.real(state)
+        return self.lister.update(positions, neighbors, box=side if self.npt else None)
 
     def update(self, positions, neighbors):
         """The list after a step: rebuilt once a particle moved half the skin (traceable)."""
@@ -77,18 +97,22 @@ _ENGINES: collections.OrderedDict = collections.OrderedDict()
 _MAX_ENGINES = 16
 
 
-def build_engine(system, *, neighbors: bool, skin: float, capacity: float) -> Engine:
+def build_engine(system, *, neighbors: bool, skin: float, capacity: float,
+                 npt: bool = False) -> Engine:  # fmt: skip
     """The engine for ``system``; the same shape, potential and box give the same object
-    (so its compiled programs are reused)."""
+    (so its compiled programs are reused). ``npt``: the engine of a barostatted run."""
     key = (
         _hashable(system.potential),
         system.energy,
         repr(sorted(system.params.items())),
         round(system.box, 12), system.n, system.dim, system.mass, neighbors, skin, capacity,
+        npt, npt and system.long_range_correction,
     )  # fmt: skip
     engine = _ENGINES.get(key)
     if engine is None:
-        engine = _build(system, neighbors, skin, capacity)
+        lean()  # JAX-MD's modules without its package __init__ (4 s of a cold start)
+        engine = _build_npt(system, skin, capacity) if npt else _build(system, neighbors, skin,
+                                                                       capacity)  # fmt: skip
         _ENGINES[key] = engine
         while len(_ENGINES) > _MAX_ENGINES:
             _ENGINES.popitem(last=False)
@@ -121,10 +145,35 @@ def _build(system, neighbors: bool, skin: float, capacity: float) -> Engine:
                   shift, box, n, dim, mass, force=lister.force_fn(pair_fn, params))  # fmt: skip
 
 
+# an NPT box may shrink by this factor in side before its cells are too small (overflow)
+NPT_CELL_MARGIN = 1.1
+
+
+def _build_npt(system, skin: float, capacity: float) -> Engine:
+    """Fractional positions in a box that JAX-MD's barostat changes; always neighbour lists
+    (all pairs inside the list's build for small boxes)."""
+    from jax_md import space
+
+    from jaxpro.md._potentials import tail_pressure
+
+    box, n, dim, mass, potential = system.box, system.n, system.dim, system.mass, system.potential
+    _, shift = space.periodic_general(box, fractional_coordinates=True)
+    lister = Lister(box, potential.cutoff, skin, n, dim, capacity, margin=NPT_CELL_MARGIN)
+    tail = tail_pressure(potential, 1.0, dim) if system.long_range_correction else 0.0
+    energy = lister.npt_energy_fn(potential.pair_fn(), parameters(potential), tail)
+    return Engine(energy, None, lister, shift, box, n, dim, mass, npt=True)
+
+
 def simulator(engine: Engine, settings: Settings):
     """JAX-MD's ``(init_fn, apply_fn)`` for the ensemble."""
     from jax_md import simulate
 
+    if settings.ensemble == "npt":
+        return simulate.npt_nose_hoover(
+            engine.energy, engine.shift, settings.dt, settings.pressure, settings.kT,
+            barostat_kwargs={"tau": settings.tau_p},
+            thermostat_kwargs=None if settings.tau is None else {"tau": settings.tau},
+        )  # fmt: skip
     if settings.ensemble == "nve":
         return simulate.nve(engine.force_or_energy, engine.shift, settings.dt)
     return simulate.nvt_nose_hoover(
@@ -139,6 +188,8 @@ def observe(engine: Engine, state, neighbors) -> dict[str, Any]:
     kwargs = engine.kwargs(neighbors)
     momentum = state.momentum
     kinetic = 0.5 * jnp.sum(momentum * momentum) / engine.mass
+    if engine.npt:
+        return _observe_npt(engine, state, neighbors, kinetic)
     out = {
         "potential": engine.energy(state.position, **kwargs),
         "kinetic": kinetic,
@@ -148,6 +199,30 @@ def observe(engine: Engine, state, neighbors) -> dict[str, Any]:
     if engine.virial is not None:
         out["virial"] = engine.virial(state.position, **kwargs)
     return out
+
+
+def _observe_npt(engine: Engine, state, neighbors, kinetic) -> dict[str, Any]:
+    import jax
+    import jax.numpy as jnp
+    from jax_md import simulate
+
+    box = simulate.npt_box(state)
+    fractions = state.position
+
+    def pair_energy(scale):  # the records leave the barostat's tail term out
+        return engine.energy(fractions, neighbor=neighbors, box=box, perturbation=scale,
+                             barostat=False)  # fmt: skip
+
+    one = jnp.ones((), fractions.dtype)
+    potential, slope = jax.value_and_grad(pair_energy)(one)
+    return {
+        "potential": potential,
+        "kinetic": kinetic,
+        "momentum": jnp.sum(state.momentum, axis=0),
+        "positions": fractions * box[0, 0],
+        "virial": -slope,  # dU/d(scale) = sum r u'(r) = -W
+        "box": box[0, 0],
+    }
 
 
 @functools.lru_cache(maxsize=16)
@@ -162,7 +237,7 @@ def chunk_program(engine: Engine, settings: Settings):
         def step(carry, _):
             state, neighbors = carry
             state = apply_fn(state, **engine.kwargs(neighbors))
-            return (state, engine.update(state.position, neighbors)), None
+            return (state, engine.update_state(state, neighbors)), None
 
         (state, neighbors), _ = lax.scan(step, carry, None, length=settings.record_every)
         return (state, neighbors), observe(engine, state, neighbors)
@@ -180,24 +255,47 @@ def initial_state(engine: Engine, settings: Settings, system, neighbors, key):
     """The integrator's state at the system's positions and velocities."""
     import jax.numpy as jnp
 
-    init_fn, _ = simulator(engine, settings)
     positions = jnp.asarray(system.positions)
     momenta = jnp.asarray(system.velocities) * system.mass
-    kwargs = engine.kwargs(neighbors)
-    if settings.ensemble == "nve":
-        return init_fn(key, positions, settings.kT, mass=system.mass, momenta=momenta, **kwargs)
-    return init_fn(key, positions, mass=system.mass, momenta=momenta, **kwargs)
+    return _init_program(engine, settings)(key, positions, momenta, neighbors)
+
+
+@functools.lru_cache(maxsize=16)
+def _init_program(engine: Engine, settings: Settings):
+    """JAX-MD's ``init_fn`` for the run, jitted (one program, not dozens of eager ops)."""
+    import jax
+
+    init_fn, _ = simulator(engine, settings)
+
+    def init(key, positions, momenta, neighbors):
+        kwargs = engine.kwargs(neighbors)
+        if settings.ensemble == "npt":
+            return init_fn(key, positions / engine.box, engine.box, mass=engine.mass,
+                           momenta=momenta, **kwargs)  # fmt: skip
+        if settings.ensemble == "nve":
+            return init_fn(key, positions, settings.kT, mass=engine.mass, momenta=momenta,
+                           **kwargs)  # fmt: skip
+        return init_fn(key, positions, mass=engine.mass, momenta=momenta, **kwargs)
+
+    return jax.jit(init)
+
+
+@functools.lru_cache(maxsize=16)
+def _force_program(engine: Engine):
+    import jax
+
+    def forces(positions, neighbors):
+        kwargs = engine.kwargs(neighbors)
+        if engine.force is not None:
+            return engine.force(positions, **kwargs)
+        return -jax.grad(lambda r: engine.energy(r, **kwargs))(positions)
+
+    return jax.jit(forces)
 
 
 def max_force(engine: Engine, positions, neighbors) -> tuple[float, int]:
     """The largest force on any particle, and which particle."""
-    import jax
-
-    kwargs = engine.kwargs(neighbors)
-    if engine.force is not None:
-        forces = engine.force(positions, **kwargs)
-    else:
-        forces = -jax.grad(lambda r: engine.energy(r, **kwargs))(positions)
+    forces = _force_program(engine)(positions, neighbors)
     magnitude = np.linalg.norm(np.asarray(forces), axis=1)
     index = int(np.argmax(magnitude))
     return float(magnitude[index]), index

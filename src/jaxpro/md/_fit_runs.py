@@ -23,6 +23,9 @@ class Model:
     """One system's energy, virial and NVT dynamics as functions of the parameters."""
 
     def __init__(self, system, names, fixed, kT, dt, sample_every):
+        from jaxpro.md._jaxmd import lean
+
+        lean()  # JAX-MD's modules without its package __init__ (4 s of a cold start)
         from jax_md import smap, space
 
         if system.n > MAX_PARTICLES:

@@ -41,7 +41,7 @@ def _register(cls):
     import jax
 
     return jax.tree_util.register_dataclass(
-        cls, data_fields=["idx", "reference", "overflow", "builds"],
+        cls, data_fields=["idx", "reference", "box", "overflow", "builds"],
         meta_fields=["cell_capacity"],
     )  # fmt: skip
 
@@ -53,13 +53,16 @@ class Neighbors:
     Attributes:
         idx: ``(n, capacity)`` int32 neighbour indices, padded with ``n``.
         reference: positions at the last build (a rebuild comes after half a skin).
-        overflow: True once a row or a cell held more than its capacity (sticky).
+        box: the box side at the last build (it changes under a barostat).
+        overflow: True once a row or a cell held more than its capacity, or the
+            box shrank below what its cells allow (sticky).
         builds: how many times the list was built.
         cell_capacity: particles per cell the build can hold (0 for all pairs).
     """
 
     idx: Any
     reference: Any
+    box: Any
     overflow: Any
     builds: Any
     cell_capacity: int = 0
@@ -89,6 +92,8 @@ class Lister:
         skin: the margin; a particle may move ``skin / 2`` before a rebuild.
         n, dim: particles and dimensions.
         multiplier: spare room given to rows and cells at allocation.
+        margin: cells are this much wider than cutoff + skin, so the box may shrink
+            by as much (a barostat) before the cells are too small (then: overflow).
     """
 
     box: float
@@ -97,6 +102,7 @@ class Lister:
     n: int
     dim: int
     multiplier: float = 1.25
+    margin: float = 1.0
     _builders: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
@@ -106,7 +112,7 @@ class Lister:
     @property
     def cells(self) -> int:
         """Cells per side (0: all pairs)."""
-        m = math.floor(self.box / self.reach)
+        m = math.floor(self.box / (self.reach * self.margin))
         return m if m >= MIN_CELLS else 0
 
     def describe(self) -> str:
@@ -116,10 +122,11 @@ class Lister:
 
     # --- building -----------------------------------------------------------------
 
-    def _minimum_image(self, d):
+    @staticmethod
+    def _minimum_image(d, box):
         import jax.numpy as jnp
 
-        return d - self.box * jnp.round(d / self.box)
+        return d - box * jnp.round(d / box)
 
     def _compact(self, mask, candidates, capacity: int):
         """The first ``capacity`` candidates of each row where ``mask`` holds, padded with n.
@@ -138,11 +145,11 @@ class Lister:
         idx = jnp.where(where <= last, idx, self.n).astype(jnp.int32)
         return idx, count[:, -1]
 
-    def _all_pairs(self, positions, capacity: int):
+    def _all_pairs(self, positions, box, capacity: int):
         import jax.numpy as jnp
 
         n = self.n
-        d = self._minimum_image(positions[:, None, :] - positions[None, :, :])
+        d = self._minimum_image(positions[:, None, :] - positions[None, :, :], box)
         mask = (jnp.sum(d * d, axis=-1) < self.reach**2) & ~jnp.eye(n, dtype=bool)
         candidates = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), (n, n))
         idx, occupancy = self._compact(mask, candidates, capacity)
@@ -155,22 +162,22 @@ class Lister:
         near = (coords[:, None, :] + offsets[None]) % m
         return np.ravel_multi_index(tuple(near[..., a] for a in range(dim)), (m,) * dim)
 
-    def _cell_ids(self, positions):
+    def _cell_ids(self, positions, box):
         import jax.numpy as jnp
 
         m = self.cells
-        coords = jnp.floor(positions * (m / self.box)).astype(jnp.int32) % m
+        coords = jnp.floor(positions * (m / box)).astype(jnp.int32) % m
         cid = coords[:, 0]
         for a in range(1, self.dim):
             cid = cid * m + coords[:, a]
         return cid
 
-    def _by_cells(self, positions, capacity: int, cell_capacity: int):
+    def _by_cells(self, positions, box, capacity: int, cell_capacity: int):
         import jax.numpy as jnp
 
         n, m, dim, c = self.n, self.cells, self.dim, cell_capacity
         cells = m**dim
-        cid = self._cell_ids(positions)
+        cid = self._cell_ids(positions, box)
         order = jnp.argsort(cid).astype(jnp.int32)
         sorted_cid = cid[order]
         all_cells = jnp.arange(cells, dtype=jnp.int32)
@@ -184,7 +191,7 @@ class Lister:
         own, other = padded[members], padded[candidates]  # (cells, c, d), (cells, L, d)
         r2 = 0.0
         for a in range(dim):  # per component: no (cells, c, L, d) temporary
-            d = self._minimum_image(own[:, :, None, a] - other[:, None, :, a])
+            d = self._minimum_image(own[:, :, None, a] - other[:, None, :, a], box)
             r2 = r2 + d * d
         mask = ((r2 < self.reach**2) & (candidates[:, None, :] < n)
                 & (candidates[:, None, :] != members[:, :, None]))  # fmt: skip
@@ -199,15 +206,17 @@ class Lister:
         # row of particle p: its cell's block, at its rank within the cell
         rank = jnp.zeros(n, jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32)) - start[cid]
         row = cid * c + jnp.minimum(rank, c - 1)
-        return idx[row], jnp.max(occupancy), jnp.max(count)
+        # a shrunken box makes cells narrower than cutoff + skin: pairs could be missed
+        fullest = jnp.where(box / m < self.reach, c + 1, jnp.max(count))
+        return idx[row], jnp.max(occupancy), fullest
 
-    def _build(self, positions, capacity: int, cell_capacity: int):
+    def _build(self, positions, box, capacity: int, cell_capacity: int):
         if self.cells:
-            return self._by_cells(positions, capacity, cell_capacity)
-        return self._all_pairs(positions, capacity)
+            return self._by_cells(positions, box, capacity, cell_capacity)
+        return self._all_pairs(positions, box, capacity)
 
     def builder(self, capacity: int, cell_capacity: int):
-        """``build(positions) -> (idx, largest row, fullest cell)``, jitted, per capacity."""
+        """``build(positions, box) -> (idx, largest row, fullest cell)``, jitted, per capacity."""
         import jax
 
         key = (capacity, cell_capacity)
@@ -217,54 +226,86 @@ class Lister:
             )
         return self._builders[key]
 
-    def _fresh(self, positions, capacity: int, cell_capacity: int, builds):
+    def _fresh(self, positions, box, capacity: int, cell_capacity: int, builds):
         import jax.numpy as jnp
 
-        idx, occupancy, fullest = self._build(positions, capacity, cell_capacity)
+        idx, occupancy, fullest = self._build(positions, box, capacity, cell_capacity)
         overflow = (occupancy > capacity) | (fullest > cell_capacity if self.cells else False)
-        return Neighbors(idx, positions, jnp.asarray(overflow), builds + 1, cell_capacity)
+        return Neighbors(idx, positions, jnp.asarray(box, positions.dtype), jnp.asarray(overflow),
+                         builds + 1, cell_capacity)  # fmt: skip
 
-    def allocate(self, positions, extra_capacity: int = 0) -> Neighbors:
-        """A list for ``positions`` with ``multiplier`` spare room (plus ``extra_capacity``)."""
+    def _box(self, box, dtype):
+        import jax.numpy as jnp
+
+        return jnp.asarray(self.box if box is None else box, dtype)
+
+    def allocate(self, positions, extra_capacity: int = 0, box=None) -> Neighbors:
+        """A list for ``positions`` with ``multiplier`` spare room (plus ``extra_capacity``).
+
+        ``box``: the box side now (default the lister's).
+        """
         import jax.numpy as jnp
 
         _ensure_registered()
         positions = jnp.asarray(positions)
+        box = self._box(box, positions.dtype)
         cell_capacity = 0
         if self.cells:
-            counts = np.bincount(np.asarray(self._cell_ids(positions)),
-                                 minlength=self.cells**self.dim)  # fmt: skip
+            m = self.cells
+            coords = np.floor(np.asarray(positions) * (m / float(box))).astype(np.int64) % m
+            counts = np.bincount(np.ravel_multi_index(coords.T, (m,) * self.dim),
+                                 minlength=m**self.dim)  # fmt: skip
             cell_capacity = int(counts.max() * self.multiplier) + 2 + extra_capacity
-        # first pass: the largest row (any capacity will do to count it)
-        _, occupancy, _ = self.builder(1, cell_capacity)(positions)
+        # One compiled build (compiling is most of a cold start): at a capacity that the
+        # mean neighbour count of a uniform fluid, with room, should cover. A row's
+        # first k slots are the list at capacity k, so the result is cut to size.
+        density = self.n / float(box) ** self.dim
+        ball = math.pi * self.reach**2 if self.dim == 2 else 4 / 3 * math.pi * self.reach**3
+        guess = min(int(1.5 * density * ball * self.multiplier) + 8 + extra_capacity, self.n - 1)
+        idx, occupancy, _ = self.builder(max(guess, 1), cell_capacity)(positions, box)
         capacity = min(int(int(occupancy) * self.multiplier) + extra_capacity + 1, self.n - 1)
-        idx, _, _ = self.builder(max(capacity, 1), cell_capacity)(positions)
-        return Neighbors(idx, positions, jnp.asarray(False), jnp.asarray(1, jnp.int32),
+        if capacity <= guess:
+            idx = idx[:, :capacity]
+        else:  # denser than a uniform fluid (a cluster): build at the size needed
+            idx, _, _ = self.builder(capacity, cell_capacity)(positions, box)
+        return Neighbors(idx, positions, box, jnp.asarray(False), jnp.asarray(1, jnp.int32),
                          cell_capacity)  # fmt: skip
 
-    def place(self, positions, like: Neighbors) -> Neighbors:
+    def place(self, positions, like: Neighbors, box=None) -> Neighbors:
         """A list built at ``positions`` with the capacities of ``like``."""
         import jax.numpy as jnp
 
-        idx, _, _ = self.builder(like.capacity, like.cell_capacity)(jnp.asarray(positions))
-        return Neighbors(idx, jnp.asarray(positions), jnp.asarray(False), like.builds,
+        positions = jnp.asarray(positions)
+        box = self._box(box, positions.dtype)
+        idx, _, _ = self.builder(like.capacity, like.cell_capacity)(positions, box)
+        return Neighbors(idx, positions, box, jnp.asarray(False), like.builds,
                          like.cell_capacity)  # fmt: skip
 
-    def update(self, positions, neighbors: Neighbors) -> Neighbors:
-        """The list, rebuilt when some particle moved more than ``skin / 2`` (traceable)."""
+    def update(self, positions, neighbors: Neighbors, box=None) -> Neighbors:
+        """The list, rebuilt when a listed pair could have come within the cutoff (traceable).
+
+        With a fixed box: when some particle moved more than ``skin / 2``. When the
+        box changed from ``L0`` (at the build) to ``L`` (a barostat), a pair's
+        distance can also shrink with it: rebuild once ``2 max|ds| L0 + cutoff
+        (L0 / L - 1) > skin``, with ``ds`` the moves in box fractions.
+        """
         import jax.numpy as jnp
         from jax import lax
 
-        d = self._minimum_image(positions - neighbors.reference)
-        moved = jnp.max(jnp.sum(d * d, axis=1)) > (self.skin / 2) ** 2
+        box = self._box(box, positions.dtype)
+        old = neighbors.box
+        moves = self._minimum_image(positions / box - neighbors.reference / old, 1.0)
+        largest = jnp.sqrt(jnp.max(jnp.sum(moves * moves, axis=1)))
+        stale = 2 * largest * old + self.cutoff * jnp.maximum(old / box - 1, 0) > self.skin
 
         def rebuild(_):
-            fresh = self._fresh(positions, neighbors.capacity, neighbors.cell_capacity,
+            fresh = self._fresh(positions, box, neighbors.capacity, neighbors.cell_capacity,
                                 neighbors.builds)  # fmt: skip
-            return Neighbors(fresh.idx, fresh.reference, fresh.overflow | neighbors.overflow,
-                             fresh.builds, neighbors.cell_capacity)  # fmt: skip
+            return Neighbors(fresh.idx, fresh.reference, fresh.box,
+                             fresh.overflow | neighbors.overflow, fresh.builds,
+                             neighbors.cell_capacity)  # fmt: skip
 
-        return lax.cond(moved, rebuild, lambda _: neighbors, None)
+        return lax.cond(stale, rebuild, lambda _: neighbors, None)
 
     # --- pair sums ----------------------------------------------------------------
 
@@ -275,7 +316,7 @@ class Lister:
 
         idx = neighbors.idx
         padded = jnp.concatenate([positions, jnp.zeros((1, self.dim), positions.dtype)])
-        dR = self._minimum_image(positions[:, None, :] - padded[idx])
+        dR = self._minimum_image(positions[:, None, :] - padded[idx], self.box)
         real = idx < self.n
         r2 = jnp.where(real, jnp.sum(dR * dR, axis=-1), self.cutoff**2)
         r = jnp.sqrt(r2)  # padding sits at the cutoff: the pair function gives 0 there
@@ -312,3 +353,41 @@ class Lister:
             return -0.5 * jnp.sum(r * slope)
 
         return virial
+
+    def npt_energy_fn(self, pair_fn, params: dict, tail_pressure: float = 0.0):
+        """The energy of fractional positions in a box that changes (JAX-MD's NPT convention).
+
+        ``energy(S, neighbor=, box=, perturbation=None, barostat=True)``: ``S`` in box
+        fractions, ``box`` the ``(d, d)`` box matrix (or its side). Distances go through
+        JAX-MD's ``space.transform``, whose derivative makes the gradient with respect
+        to ``S`` the real-space force, as JAX-MD's NPT integrator expects; a
+        ``perturbation`` scales them (the integrator differentiates it for the
+        pressure). ``tail_pressure`` (the coefficient B of a long-range correction
+        ``p_tail = B rho^2``) adds ``B N^2 / V`` when ``barostat`` is true, so the
+        barostat feels the tail pressure; records leave it out (``barostat=False``).
+        """
+        import jax.numpy as jnp
+        from jax_md import space
+
+        n, dim, cutoff = self.n, self.dim, self.cutoff
+
+        def energy(positions, neighbor: Neighbors, box, perturbation=None, barostat=True, **_):
+            box = jnp.asarray(box, positions.dtype)
+            idx = neighbor.idx
+            padded = jnp.concatenate([positions, jnp.zeros((1, dim), positions.dtype)])
+            ds = self._minimum_image(positions[:, None, :] - padded[idx], 1.0)
+            matrix = box if box.ndim == 2 else jnp.eye(dim, dtype=positions.dtype) * box
+            dR = space.transform(matrix, ds)
+            if perturbation is not None:
+                dR = dR * perturbation
+            real = idx < n
+            r = jnp.sqrt(jnp.where(real, jnp.sum(dR * dR, axis=-1), cutoff**2))
+            total = 0.5 * jnp.sum(pair_fn(r, **params))
+            if tail_pressure and barostat:
+                volume = jnp.abs(jnp.linalg.det(matrix))
+                if perturbation is not None:
+                    volume = volume * perturbation**dim
+                total = total + tail_pressure * n * n / volume
+            return total
+
+        return energy

@@ -59,6 +59,7 @@ def fingerprint(system, settings, precision: str, uses_lists: bool, skin: float)
                                                       potential.cutoff, potential.onset],
         "energy": None if system.energy is None else getattr(system.energy, "__qualname__", "?"),
         "ensemble": settings.ensemble, "dt": settings.dt, "kT": settings.kT, "tau": settings.tau,
+        "pressure": settings.pressure, "tau_p": settings.tau_p,
         "record_every": settings.record_every, "precision": precision, "lists": uses_lists,
         "skin": skin,
     }  # fmt: skip

@@ -20,10 +20,16 @@ Method choices, each recorded in the plan:
 Overlapping particles (a largest initial force above 1e4) are first relaxed by
 FIRE energy minimisation (JAX-MD) until no force exceeds 100; the plan says so.
 
-Validation: NVE energy drift ``max |E(t) - E(0)| / |E(0)|`` against 1e-4, total
-momentum conservation, and for NVT the mean temperature of the second half
-within 5% of the target. A failed check warns (:class:`SimulationWarning`)
-with advice; NaN energies stop the run (:class:`SimulationError` with the step).
+NPT runs JAX-MD's Martyna-Tuckerman-Klein integrator on box fractions with
+jaxpro's neighbour list (rebuilt also when the box shrank enough to bring a
+listed-out pair inside the cutoff); a box squeezed under twice the cutoff stops
+the run.
+
+Validation (``_records``): NVE energy drift ``max |E(t) - E(0)| / |E(0)|``
+against 1e-4, total momentum conservation, for NVT and NPT the mean temperature
+of the second half within 5% of the target, for NPT the mean pressure within 3
+standard errors. A failed check warns (:class:`SimulationWarning`) with advice;
+NaN energies stop the run (:class:`SimulationError` with the step).
 """
 
 from __future__ import annotations
@@ -40,25 +46,25 @@ import numpy as np
 from jaxpro._result import Plan, Timings
 from jaxpro.errors import InputError, SimulationError, SimulationWarning
 from jaxpro.md import _engine as eng
-from jaxpro.md._potentials import tail_energy_per_particle, tail_pressure
+from jaxpro.md._records import DRIFT_LIMIT, assemble
+from jaxpro.md._runner import Runner
 from jaxpro.md._systems import System
-from jaxpro.md._trajectory import Check, Trajectory
+from jaxpro.md._trajectory import Trajectory
 
 __all__ = ["simulate"]
 
-ENSEMBLES = ("nve", "nvt")
+ENSEMBLES = ("nve", "nvt", "npt")
+METHODS = {"nve": "velocity Verlet", "nvt": "Nose-Hoover chain",
+           "npt": "Nose-Hoover chains, isotropic barostat"}  # fmt: skip
 NEIGHBOR_MIN = 300
-DRIFT_LIMIT = 1e-4
 TRIAL_LIMIT = DRIFT_LIMIT / 2  # what a dt trial may predict for the whole run
-TEMPERATURE_TOLERANCE = 0.05
 FORCE_LIMIT = 1e4  # a larger initial force means overlapping particles: minimise first
 RELAXED_FORCE = 100.0  # FIRE stops below this largest force
 FIRE_STEPS = 5000
 CHUNK_STEPS = 2000  # steps per compiled chunk (the host checks between chunks)
-MAX_REALLOCATIONS = 6
 
 
-def _check_inputs(system, ensemble, steps, dt, kT, record_every, precision):
+def _check_inputs(system, ensemble, steps, dt, kT, record_every, precision, pressure):
     if not isinstance(system, System):
         raise InputError("must be a jaxpro.md System (e.g. jaxpro.md.lennard_jones_fluid(...))",
                          argument="system", received=system)  # fmt: skip
@@ -80,6 +86,19 @@ def _check_inputs(system, ensemble, steps, dt, kT, record_every, precision):
     if record_every is not None and steps % record_every:
         raise InputError(f"must divide steps ({steps})", argument="record_every",
                          received=record_every)  # fmt: skip
+    if ensemble == "npt":
+        if pressure is None:
+            raise InputError("is needed for ensemble='npt' (the barostat's target)",
+                             argument="pressure", received=pressure)  # fmt: skip
+        if (isinstance(pressure, bool) or not isinstance(pressure, int | float)
+                or not math.isfinite(pressure)):  # fmt: skip
+            raise InputError("must be a finite number", argument="pressure", received=pressure)
+        if system.potential is None:
+            raise InputError("needs a pair potential for ensemble='npt' (a user energy has no"
+                             " box to scale)", argument="system")  # fmt: skip
+    elif pressure is not None:
+        raise InputError(f"is only for ensemble='npt' (got ensemble={ensemble!r})",
+                         argument="pressure", received=pressure)  # fmt: skip
     if precision not in ("float64", "float32"):
         raise InputError("must be 'float64' or 'float32'", argument="precision",
                          received=precision)  # fmt: skip
@@ -184,118 +203,6 @@ def _one_digit(x: float) -> float:
     return math.floor(x / 10**exponent) * 10**exponent
 
 
-def _records_of(run) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v) for k, v in run.items()}
-
-
-class _Runner:
-    """The chunk loop of one run (also used for the dt trial)."""
-
-    def __init__(self, system, engine, settings, neighbors, key, frames_every):
-        self.system, self.engine, self.settings = system, engine, settings
-        self.neighbors, self.key, self.frames_every = neighbors, key, frames_every
-        self.compile_seconds = 0.0
-        self.reallocations = 0
-
-    def _compiled(self, state, neighbors):
-        program = eng.chunk_program(self.engine, self.settings)
-        import jax
-
-        # the whole input structure (list capacities are pytree metadata) and every
-        # leaf's shape and dtype (float32 and float64 runs of one system): a
-        # program is reused only for inputs it was compiled for
-        leaves, structure = jax.tree.flatten((state, neighbors))
-        key = (
-            program,
-            structure,
-            tuple((np.shape(x), getattr(x, "dtype", type(x))) for x in leaves),
-        )
-        compiled = _COMPILED.get(key)
-        if compiled is None:
-            start = time.perf_counter()
-            compiled = program.lower(state, neighbors).compile()
-            self.compile_seconds += time.perf_counter() - start
-            _COMPILED[key] = compiled
-            while len(_COMPILED) > 32:
-                _COMPILED.pop(next(iter(_COMPILED)))
-        return compiled
-
-    def run(self, chunks: int, progress=None, resume=None, checkpoint=None):
-        """Run ``chunks`` chunks (from a checkpoint when ``resume`` is given).
-
-        ``checkpoint`` is ``(directory, chunks_between, fingerprint)`` or None.
-        """
-        import jax
-
-        from jaxpro.md import _restart
-
-        state = eng.initial_state(self.engine, self.settings, self.system, self.neighbors, self.key)
-        neighbors = self.neighbors
-        steps_per_chunk = self.settings.records * self.settings.record_every
-        if resume is not None:
-            state, neighbors = _restart.rebuild(state, neighbors, resume)
-            parts = [resume.records]
-            done = resume.step // steps_per_chunk
-            if progress is not None:
-                progress(resume.step)
-        else:
-            first = {k: np.asarray(v)[None] for k, v in
-                     jax.jit(eng.observe, static_argnums=0)(self.engine, state, neighbors).items()}  # fmt: skip
-            parts = [first]
-            done = 0
-        first = parts[0]
-        while done < chunks:
-            new_state, new_neighbors, records = self._compiled(state, neighbors)(state, neighbors)
-            if neighbors is not None and bool(new_neighbors.overflow):
-                neighbors = self._reallocate(state, new_state, done * steps_per_chunk)
-                continue
-            records = _records_of(records)
-            total = records["potential"] + records["kinetic"]
-            # NaN, or an energy grown a thousandfold: the integration has blown up
-            scale = max(abs(float(first["potential"][0] + first["kinetic"][0])),
-                        self.system.n * self.settings.kT)  # fmt: skip
-            broken = ~np.isfinite(total) | (np.abs(total - total[0]) > 1e3 * scale)
-            if np.any(broken):
-                bad = int(np.argmax(broken))
-                step = (done * self.settings.records + bad + 1) * self.settings.record_every
-                raise SimulationError(
-                    f"the energy became NaN, infinite or exploded by step {step}: the time step"
-                    f" ({self.settings.dt:g}) is too large for this system or particles overlap;"
-                    " try a smaller dt",
-                    step=step,
-                    partial=parts,
-                )
-            parts.append(records)
-            state, neighbors = new_state, new_neighbors
-            done += 1
-            if checkpoint is not None and (done % checkpoint[1] == 0 or done == chunks):
-                so_far = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-                parts = [so_far]
-                _restart.save(checkpoint[0], done * steps_per_chunk, state, neighbors, so_far,
-                              checkpoint[2])  # fmt: skip
-            if progress is not None:
-                progress(steps_per_chunk)
-        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        self.final_neighbors = neighbors
-        return out, state
-
-    def _reallocate(self, start_state, end_state, step: int):
-        """A larger list, sized from the chunk's end positions, then placed at its start."""
-        self.reallocations += 1
-        if self.reallocations > MAX_REALLOCATIONS:
-            raise SimulationError(
-                f"the neighbour list overflowed {MAX_REALLOCATIONS} times by step {step}: the"
-                " system is far from uniform (a collapse or an explosion); check dt and density",
-                step=step,
-            )
-        extra = 0 if self.reallocations == 1 else 8 * 2 ** (self.reallocations - 2)
-        bigger = self.engine.allocate(end_state.position, extra_capacity=extra)
-        return self.engine.lister.place(start_state.position, bigger)
-
-
-_COMPILED: dict = {}
-
-
 def _auto_dt(system, engine, neighbors, key, reasons, steps) -> float:
     import jax.numpy as jnp
 
@@ -313,7 +220,7 @@ def _auto_dt(system, engine, neighbors, key, reasons, steps) -> float:
     record = _largest_divisor(trial_steps, max(1, trial_steps // 50))
     for attempt in range(4):
         settings = eng.Settings("nve", dt, system.temperature, None, record, trial_steps // record)
-        runner = _Runner(system, engine, settings, neighbors, key, 10**9)
+        runner = Runner(system, engine, settings, neighbors, key, 10**9)
         records, _ = runner.run(1)
         predicted = _predicted_drift(records["potential"] + records["kinetic"], record, steps)
         if predicted <= TRIAL_LIMIT or attempt == 3:
@@ -386,6 +293,8 @@ def simulate(
     kT: float | None = None,
     record_every: int | None = None,
     *,
+    pressure: float | None = None,
+    barostat_tau: float | None = None,
     precision: str = "float64",
     neighbor_list: bool | None = None,
     skin: float | str = "auto",
@@ -402,11 +311,15 @@ def simulate(
     Args:
         system: from :func:`lennard_jones_fluid`, :func:`morse_fluid`,
             :func:`soft_sphere_system` or :func:`custom_system`.
-        ensemble: "nve" (velocity Verlet) or "nvt" (Nose-Hoover chain).
+        ensemble: "nve" (velocity Verlet), "nvt" (Nose-Hoover chain) or "npt"
+            (Nose-Hoover chains on the particles and on an isotropic box, JAX-MD's
+            Martyna-Tuckerman-Klein integrator).
         steps: integration steps.
         dt: time step (reduced units) or "auto" (see the module notes).
         kT: thermostat temperature (NVT; default the system's temperature).
         record_every: steps between records (default: about 200 records).
+        pressure: the barostat's target pressure (NPT only; reduced units).
+        barostat_tau: the barostat's time constant (default 1000 dt).
         precision: "float64" or "float32".
         neighbor_list: force neighbour lists on or off (default: above 300 particles).
         skin: neighbour-list skin (a list is rebuilt when a particle moved skin/2);
@@ -437,7 +350,7 @@ def simulate(
             keeps overflowing.
     """
     started = time.perf_counter()
-    _check_inputs(system, ensemble, steps, dt, kT, record_every, precision)
+    _check_inputs(system, ensemble, steps, dt, kT, record_every, precision, pressure)
     from jaxpro._cache import enable_persistent_cache
 
     enable_persistent_cache()  # a second process with the same system shape skips compiling
@@ -468,7 +381,7 @@ def simulate(
     if isinstance(skin, bool) or not isinstance(skin, int | float) or not 0 < skin < math.inf:
         raise InputError("must be 'auto' or a positive distance", argument="skin", received=skin)
     skin = float(skin)
-    if not uses_lists:
+    if not uses_lists and ensemble != "npt":  # NPT always lists (its reason comes below)
         reasons.append("all pairs (no neighbour list): "
                        f"{system.n} particles" + ("" if system.potential else ", user energy"))  # fmt: skip
     import jax
@@ -511,6 +424,21 @@ def simulate(
             reasons.append(
                 f"NVT: Nose-Hoover chain (JAX-MD), kT = {kT:g}, tau = {tau or 100 * dt:g}"
             )
+        barostat_tau = float(barostat_tau or 1000 * dt)
+        run_engine, run_neighbors = engine, neighbors
+        if ensemble == "npt":
+            run_engine = eng.build_engine(system, neighbors=True, skin=skin,
+                                          capacity=capacity_multiplier, npt=True)  # fmt: skip
+            run_neighbors = run_engine.allocate(positions, box=system.box)
+            reasons.append(
+                f"NPT: Nose-Hoover chains on the particles (tau = {tau or 100 * dt:g}) and on"
+                f" an isotropic box (tau = {barostat_tau:g}), JAX-MD's Martyna-Tuckerman-Klein"
+                f" integrator, P = {pressure:g}, kT = {kT:g}; positions in box fractions,"
+                f" forces by differentiating the energy; {run_engine.lister.describe()} (cells"
+                f" {eng.NPT_CELL_MARGIN:g}x wide, so the box may shrink that much)"
+                + ("; the barostat feels the long-range tail pressure"
+                   if system.long_range_correction else "")
+            )  # fmt: skip
         reasons.append(
             f"{precision}; {total_records} records every {record_every} steps, in compiled"
             f" chunks of {per_chunk * record_every} steps"
@@ -520,15 +448,16 @@ def simulate(
         # the temperature 2 KE / (d (N - 1)) come out at kT (at N = 500, T = 0.85 it
         # would otherwise run 0.2% hot: U/N 0.004 above NIST's table)
         target = kT * (system.n - 1) / system.n if invariant else kT
-        if ensemble == "nvt" and invariant:
+        if ensemble in ("nvt", "npt") and invariant:
             reasons.append(
                 f"thermostat aimed at kT (N-1)/N = {target:.6g}: JAX-MD counts N d degrees of"
                 " freedom, the momentum-conserving system has d (N - 1)"
             )
-        settings = eng.Settings(ensemble, dt, target if ensemble == "nvt" else kT, tau,
-                                record_every, per_chunk)  # fmt: skip
+        settings = eng.Settings(ensemble, dt, kT if ensemble == "nve" else target, tau,
+                                record_every, per_chunk, pressure,
+                                barostat_tau if ensemble == "npt" else None)  # fmt: skip
         frames_every = max(1, total_records // max(frames, 1))
-        runner = _Runner(system, engine, settings, neighbors, key, frames_every)
+        runner = Runner(system, run_engine, settings, run_neighbors, key, frames_every)
         resume, checkpoint = _checkpointing(checkpoint_dir, checkpoint_every, per_chunk,
                                             record_every, system, settings, precision,
                                             uses_lists, skin, steps, reasons)  # fmt: skip
@@ -541,6 +470,7 @@ def simulate(
                     error.partial = None  # records up to the failure: see error.step
                 raise
             run_seconds = time.perf_counter() - run_start - runner.compile_seconds
+        uses_lists = uses_lists or ensemble == "npt"
         builds = int(runner.final_neighbors.builds) if uses_lists else 0
         if uses_lists:
             reasons.append(f"neighbour list built {builds} times ({steps / builds:.1f} steps per"
@@ -550,10 +480,10 @@ def simulate(
                 f"neighbour list re-allocated {runner.reallocations} time(s) (overflow; the"
                 " chunk was run again)"
             )
-        trajectory = _assemble(system, records, final, settings, steps, kT, frames_every,
-                               precision, reasons, invariant)  # fmt: skip
+        trajectory = assemble(system, records, final, settings, steps, kT, frames_every,
+                              precision, reasons, invariant, run_engine)  # fmt: skip
     plan = Plan(
-        method=f"{ensemble} ({'velocity Verlet' if ensemble == 'nve' else 'Nose-Hoover chain'})",
+        method=f"{ensemble} ({METHODS[ensemble]})",
         reasons=tuple(reasons),
         settings={
             "dt": dt, "steps": steps, "record_every": record_every,
@@ -562,7 +492,8 @@ def simulate(
             "capacity_multiplier": capacity_multiplier if uses_lists else None,
             "reallocations": runner.reallocations, "neighbor_builds": builds,
             "precision": precision, "kT": kT,
-            "tau": (tau or 100 * dt) if ensemble == "nvt" else None,
+            "tau": (tau or 100 * dt) if ensemble != "nve" else None,
+            "pressure": pressure, "barostat_tau": barostat_tau if ensemble == "npt" else None,
         },
     )  # fmt: skip
     timings = Timings(runner.compile_seconds, run_seconds, time.perf_counter() - started)
@@ -571,74 +502,3 @@ def simulate(
         if not check.passed:
             warnings.warn(check.message, SimulationWarning, stacklevel=2)
     return out
-
-
-def _assemble(system, records, final, settings, steps, kT, frames_every, precision, reasons,
-              invariant):  # fmt: skip
-    n, dim, volume = system.n, system.dim, system.box**system.dim
-    potential = records["potential"].astype(float)
-    kinetic = records["kinetic"].astype(float)
-    if system.long_range_correction and system.potential is not None:
-        tail = tail_energy_per_particle(system.potential, system.density, dim)
-        potential = potential + n * tail
-        reasons.append(f"long-range correction: U_tail/N = {tail:.5g}")
-    temperature = 2 * kinetic / (dim * (n - 1))
-    if "virial" in records:
-        pressure = (2 * kinetic + records["virial"]) / (dim * volume)
-        if system.long_range_correction and system.potential is not None:
-            pressure = pressure + tail_pressure(system.potential, system.density, dim)
-    else:
-        pressure = np.full_like(kinetic, np.nan)
-    total = potential + kinetic
-    times = np.arange(len(total)) * settings.record_every * settings.dt
-    frame_index = np.arange(0, len(total), frames_every)
-    checks = _checks(settings.ensemble, total, records["momentum"] if invariant else None,
-                     temperature, kT, n, system.mass, precision, system.potential, settings.dt)  # fmt: skip
-    velocities = np.asarray(final.momentum) / system.mass
-
-    def finish(plan, timings):
-        return Trajectory(
-            times=times, potential_energy=potential, kinetic_energy=kinetic, total_energy=total,
-            temperature=temperature, pressure=pressure,
-            positions=records["positions"][frame_index], frame_times=times[frame_index],
-            final_positions=np.asarray(final.position), final_velocities=velocities,
-            checks=tuple(checks), ensemble=settings.ensemble, dt=settings.dt, steps=steps, n=n,
-            dim=dim, box=system.box, plan=plan, timings=timings,
-        )  # fmt: skip
-
-    return finish
-
-
-def _checks(ensemble, total, momentum, temperature, kT, n, mass, precision, potential, dt):
-    checks = []
-    if ensemble == "nve":
-        drift = float(np.max(np.abs(total - total[0])) / max(abs(total[0]), 1e-300))
-        advice = ""
-        if drift > DRIFT_LIMIT:
-            advice = f"; try a smaller dt (now {dt:g})"
-            if precision == "float32":
-                advice += " or precision='float64'"
-            if potential is not None and potential.form == "truncated":
-                advice += (", or a truncated_shifted or switched potential (a truncated one"
-                           " jumps at the cutoff)")  # fmt: skip
-        checks.append(Check("energy_drift", drift, DRIFT_LIMIT, drift <= DRIFT_LIMIT,
-                            f"NVE energy drift max|dE/E| = {drift:.2g} (limit {DRIFT_LIMIT:g})"
-                            + advice))  # fmt: skip
-    if momentum is not None:
-        scale = n * math.sqrt(mass * kT)
-        worst = float(np.max(np.linalg.norm(momentum, axis=1)) / scale)
-        limit = 1e-10 if precision == "float64" else 1e-4
-        checks.append(Check("momentum", worst, limit, worst <= limit,
-                            f"total momentum conserved: max|P|/(N sqrt(m kT)) = {worst:.2g}"
-                            f" (limit {limit:g})"))  # fmt: skip
-    if ensemble == "nvt":
-        second = temperature[len(temperature) // 2 :]
-        mean = float(second.mean())
-        gap = abs(mean - kT) / kT
-        checks.append(Check("temperature", gap, TEMPERATURE_TOLERANCE,
-                            gap <= TEMPERATURE_TOLERANCE,
-                            f"mean temperature (second half) {mean:.4g} vs target {kT:g}:"
-                            f" {100 * gap:.2g}% off (limit {100 * TEMPERATURE_TOLERANCE:g}%)"
-                            + ("" if gap <= TEMPERATURE_TOLERANCE else
-                               "; run longer, or a shorter thermostat tau")))  # fmt: skip
-    return checks

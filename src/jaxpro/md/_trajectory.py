@@ -51,8 +51,11 @@ class Trajectory(Result):
         positions: sampled frames ``(frames, n, dim)``; ``frame_times`` their times.
         final_positions, final_velocities: the state at the end.
         checks: the validation checks (energy drift, momentum, temperature).
-        ensemble, dt, steps, n, dim, box: what ran.
+        ensemble, dt, steps, n, dim: what ran; box: the box side at the end.
         plan, timings: the method and why; compile and run times.
+        volume: the box volume per record (it changes under NPT; ``extra``
+            then also holds it and the ``density`` for ``to_dict``).
+        frame_box: the box side of each frame in ``positions``.
     """
 
     times: np.ndarray
@@ -76,6 +79,18 @@ class Trajectory(Result):
     timings: Timings
     extra: dict[str, Any] = field(default_factory=dict)
     kind: str = "trajectory"
+    volume: np.ndarray | None = None
+    frame_box: np.ndarray | None = None
+
+    def _frames(self, start: int) -> tuple[np.ndarray, float]:
+        """Frames from ``start`` at one box side: under NPT each is scaled to the mean box
+        (an affine rescaling of a ~1% fluctuation), so RDF and MSD see one density."""
+        frames = self.positions[start:]
+        if self.frame_box is None or np.ptp(self.frame_box) == 0:
+            return frames, self.box
+        sides = self.frame_box[start:]
+        side = float(np.mean(sides))
+        return frames * (side / sides)[:, None, None], side
 
     @property
     def ok(self) -> bool:
@@ -96,8 +111,8 @@ class Trajectory(Result):
         """
         from jaxpro.md._observables import radial_distribution
 
-        frames = self.positions[int(len(self.positions) * skip) :]
-        return radial_distribution(frames, self.box, bins=bins, r_max=r_max)
+        frames, side = self._frames(int(len(self.positions) * skip))
+        return radial_distribution(frames, side, bins=bins, r_max=r_max)
 
     def msd(self, skip: float = 0.5):
         """Mean-squared displacement and diffusion coefficient from the frames after ``skip``.
@@ -109,7 +124,8 @@ class Trajectory(Result):
         from jaxpro.md._observables import mean_squared_displacement
 
         start = int(len(self.positions) * skip)
-        return mean_squared_displacement(self.positions[start:], self.frame_times[start:], self.box)
+        frames, side = self._frames(start)
+        return mean_squared_displacement(frames, self.frame_times[start:], side)
 
     def summary(self) -> str:
         half = slice(len(self.times) // 2, None)
@@ -123,6 +139,9 @@ class Trajectory(Result):
             ["temperature", self.temperature[half].mean(), self.temperature[half].std()],
             ["pressure", self.pressure[half].mean(), self.pressure[half].std()],
         ]  # fmt: skip
+        if self.volume is not None and np.ptp(self.volume) > 0:
+            density = self.n / self.volume[half]
+            rows.append(["density", density.mean(), density.std()])
         lines = [
             f"{self.ensemble.upper()} simulation: {self.n} particles, {self.steps} steps of"
             f" dt = {self.dt:g} (t = {self.times[-1]:g}), {len(self.times)} records",
