@@ -299,7 +299,8 @@ def run_all(steps: int) -> dict:
             if precision == "float32" or kind in ("jaxpro", "jax-md"):
                 out["peers"].append(case(kind, 4000, precision, steps))
     for n in SCALING:
-        out["scaling"].append(case("jaxpro", n, "float64", max(500, min(4000, 8_000_000 // n))))
+        count = max(500, min(4000, 8_000_000 // n)) // 100 * 100  # records divide it
+        out["scaling"].append(case("jaxpro", n, "float64", count))
     with tempfile.TemporaryDirectory() as folder:
         out["cache"]["first"] = case("jaxpro", 4000, "float64", 500, cache=folder)
         out["cache"]["second"] = case("jaxpro", 4000, "float64", 500, cache=folder)

@@ -35,6 +35,8 @@ import numpy as np
 __all__ = ["MIN_CELLS", "Lister", "Neighbors"]
 
 MIN_CELLS = 4  # fewer cells per side: every cell's neighbourhood is most of the box
+CELL_BLOCK = 32  # cells per block of a list build
+ROW_BLOCK = 1024  # rows per block of a force, energy or virial sum
 
 
 def _register(cls):
@@ -136,7 +138,7 @@ class Lister:
         import jax
         import jax.numpy as jnp
 
-        count = jnp.cumsum(mask, axis=1, dtype=jnp.int32)
+        count = _running_count(mask)
         wanted = jnp.arange(1, capacity + 1, dtype=jnp.int32)
         # the k-th listed neighbour sits where the running count first reaches k
         where = jax.vmap(lambda row: jnp.searchsorted(row, wanted, method="scan_unrolled"))(count)
@@ -174,6 +176,7 @@ class Lister:
 
     def _by_cells(self, positions, box, capacity: int, cell_capacity: int):
         import jax.numpy as jnp
+        from jax import lax
 
         n, m, dim, c = self.n, self.cells, self.dim, cell_capacity
         cells = m**dim
@@ -188,21 +191,22 @@ class Lister:
                             order[jnp.minimum(start[:, None] + slot, n - 1)], n)  # fmt: skip
         candidates = members[jnp.asarray(self._neighbour_cells())].reshape(cells, -1)
         padded = jnp.concatenate([positions, jnp.zeros((1, dim), positions.dtype)])
-        own, other = padded[members], padded[candidates]  # (cells, c, d), (cells, L, d)
-        r2 = 0.0
-        for a in range(dim):  # per component: no (cells, c, L, d) temporary
-            d = self._minimum_image(own[:, :, None, a] - other[:, None, :, a], box)
-            r2 = r2 + d * d
-        mask = ((r2 < self.reach**2) & (candidates[:, None, :] < n)
-                & (candidates[:, None, :] != members[:, :, None]))  # fmt: skip
-        rows = cells * c
-        idx, occupancy = self._compact(
-            mask.reshape(rows, -1),
-            jnp.broadcast_to(candidates[:, None, :], (cells, c, candidates.shape[1])).reshape(
-                rows, -1
-            ),
-            capacity,
-        )
+
+        def one_cell(pair):
+            mine, near = pair  # (c,) and (L,) particle indices
+            own, other = padded[mine], padded[near]
+            r2 = 0.0
+            for a in range(dim):  # per component: no (c, L, d) temporary
+                d = self._minimum_image(own[:, None, a] - other[None, :, a], box)
+                r2 = r2 + d * d
+            mask = (r2 < self.reach**2) & (near[None, :] < n) & (near[None, :] != mine[:, None])
+            return self._compact(mask, jnp.broadcast_to(near, mask.shape), capacity)
+
+        # cells in blocks: a block's distances and counts stay in cache (all cells at
+        # once made this bandwidth-bound past ~10^4 particles)
+        idx, occupancy = lax.map(one_cell, (members, candidates),
+                                 batch_size=min(cells, CELL_BLOCK))  # fmt: skip
+        idx = idx.reshape(cells * c, capacity)
         # row of particle p: its cell's block, at its rank within the cell
         rank = jnp.zeros(n, jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32)) - start[cid]
         row = cid * c + jnp.minimum(rank, c - 1)
@@ -309,48 +313,65 @@ class Lister:
 
     # --- pair sums ----------------------------------------------------------------
 
-    def pair_terms(self, pair_fn, params: dict, positions, neighbors: Neighbors):
-        """``(u, du/dr, r, dR)`` per listed pair, zero for padding; ``dR = r_i - r_j``."""
+    def _by_rows(self, u, row_fn, positions, neighbors: Neighbors):
+        """``row_fn(terms)`` for every row of pair function ``u(r)``, rows in blocks of ``ROW_BLOCK`` (a block's
+        pair terms stay in cache: at 32,000 particles all rows at once took 44 ms a
+        force call, 14 ms in blocks). ``terms = (u, du/dr, r, dR)`` of one row's
+        pairs, zero for padding; ``dR = r_i - r_j``."""
         import jax
         import jax.numpy as jnp
+        from jax import lax
 
-        idx = neighbors.idx
         padded = jnp.concatenate([positions, jnp.zeros((1, self.dim), positions.dtype)])
-        dR = self._minimum_image(positions[:, None, :] - padded[idx], self.box)
-        real = idx < self.n
-        r2 = jnp.where(real, jnp.sum(dR * dR, axis=-1), self.cutoff**2)
-        r = jnp.sqrt(r2)  # padding sits at the cutoff: the pair function gives 0 there
 
-        def u(r):
-            return pair_fn(r, **params)
+        def one_row(pair):
+            position, idx = pair
+            dR = self._minimum_image(position - padded[idx], self.box)
+            real = idx < self.n
+            # padding sits at the cutoff, where the pair function gives 0
+            r = jnp.sqrt(jnp.where(real, jnp.sum(dR * dR, axis=-1), self.cutoff**2))
+            value, slope = jax.jvp(u, (r,), (jnp.ones_like(r),))
+            return row_fn((value, slope, r, dR))
 
-        value, slope = jax.jvp(u, (r,), (jnp.ones_like(r),))
-        return value, slope, r, dR
+        return lax.map(one_row, (positions, neighbors.idx),
+                       batch_size=min(self.n, ROW_BLOCK))  # fmt: skip
 
     def energy_fn(self, pair_fn, params: dict):
         import jax.numpy as jnp
 
+        def u(r):
+            return pair_fn(r, **params)
+
         def energy(positions, neighbor: Neighbors, **_):
-            value, _, _, _ = self.pair_terms(pair_fn, params, positions, neighbor)
-            return 0.5 * jnp.sum(value)
+            rows = self._by_rows(u, lambda t: jnp.sum(t[0]), positions, neighbor)
+            return 0.5 * jnp.sum(rows)
 
         return energy
 
     def force_fn(self, pair_fn, params: dict):
         import jax.numpy as jnp
 
+        def u(r):
+            return pair_fn(r, **params)
+
         def force(positions, neighbor: Neighbors, **_):
-            _, slope, r, dR = self.pair_terms(pair_fn, params, positions, neighbor)
-            return -jnp.sum((slope / r)[..., None] * dR, axis=1)
+            def row(terms):
+                _, slope, r, dR = terms
+                return -jnp.sum((slope / r)[:, None] * dR, axis=0)
+
+            return self._by_rows(u, row, positions, neighbor)
 
         return force
 
     def virial_fn(self, pair_fn, params: dict):
         import jax.numpy as jnp
 
+        def u(r):
+            return pair_fn(r, **params)
+
         def virial(positions, neighbor: Neighbors, **_):
-            _, slope, r, _ = self.pair_terms(pair_fn, params, positions, neighbor)
-            return -0.5 * jnp.sum(r * slope)
+            rows = self._by_rows(u, lambda t: jnp.sum(t[2] * t[1]), positions, neighbor)
+            return -0.5 * jnp.sum(rows)
 
         return virial
 
@@ -391,3 +412,24 @@ class Lister:
             return total
 
         return energy
+
+
+PREFIX_BLOCK = 64  # the running count's block: a (B x B) triangular product per block
+
+
+def _running_count(mask):
+    """``cumsum(mask, axis=1)`` as int32, by blocks: XLA's CPU cumsum took 29 ms for the
+    6-million-entry mask of a 4,000-particle build, this 13 ms. Within a block the
+    count is a product with a triangular matrix of ones (exact: sums of at most
+    ``PREFIX_BLOCK`` ones), across blocks a cumsum of the block totals."""
+    import jax.numpy as jnp
+
+    rows, length = mask.shape
+    b = PREFIX_BLOCK
+    blocks = -(-length // b)
+    padded = jnp.pad(mask.astype(jnp.float32), ((0, 0), (0, blocks * b - length)))
+    within = padded.reshape(rows, blocks, b) @ jnp.triu(jnp.ones((b, b), jnp.float32))
+    totals = within[:, :, -1].astype(jnp.int32)
+    before = jnp.cumsum(totals, axis=1) - totals
+    count = within.astype(jnp.int32) + before[:, :, None]
+    return count.reshape(rows, blocks * b)[:, :length]
