@@ -31,13 +31,14 @@ _LAZY = {
     "bayes": None,
     "core": None,
     "md": None,
+    "ode": None,
     "errors": None,
     "expr": None,
     "io": None,
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from jaxpro import bayes, core, errors, expr, io, md
+    from jaxpro import bayes, core, errors, expr, io, md, ode
     from jaxpro.core._mesh import use_cpu_cores
     from jaxpro.fit import FitResult, ManyFitResult, curve_fit, fit, fit_many, least_squares
 
@@ -55,6 +56,7 @@ __all__ = [
     "io",
     "least_squares",
     "md",
+    "ode",
     "use_cpu_cores",
 ]
 

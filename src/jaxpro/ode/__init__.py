@@ -1,0 +1,12 @@
+"""Differential equations on Diffrax: the solver chosen for you, the solution checked.
+
+Entry point: :func:`solve` (an initial-value problem, ``solve_ivp``-like), which
+returns an :class:`ODESolution` with its output times and states, solver
+statistics, success flag and message, and the plan (which solver and why).
+Diffrax loads on first use.
+"""
+
+from jaxpro.ode._solution import ODESolution as ODESolution
+from jaxpro.ode._solve import solve as solve
+
+__all__ = ["ODESolution", "solve"]
