@@ -52,6 +52,7 @@ RHO, T, CUTOFF, DT = 0.8442, 0.72, 2.5, 0.005
 RESULT = "MD_SPEED_RESULT "
 MARKERS = ("<!-- md_bench_speed:begin -->", "<!-- md_bench_speed:end -->")
 SCALING = (500, 2048, 4000, 8788, 16384, 32000)
+PROCESSES = 2  # fresh processes per engine at 4,000 particles (the best is reported)
 
 
 def _peak_mb(children: bool = False) -> float:
@@ -292,12 +293,28 @@ def case(kind: str, n: int, precision: str, steps: int, cache: str = "off") -> d
     return result
 
 
-def run_all(steps: int) -> dict:
+def _best(runs: list[dict]) -> dict:
+    """The fastest of a case's processes (rates differ by up to 40% from one fresh
+    process to the next here), with the slowest rate kept beside it."""
+    good = [r for r in runs if "error" not in r]
+    if not good:
+        return runs[0]
+    best = dict(max(good, key=lambda r: r["steps_per_s"]))
+    best["slowest_steps_per_s"] = min(r["steps_per_s"] for r in good)
+    best["cold_s"] = min(r["cold_s"] for r in good)
+    return best
+
+
+def run_all(steps: int, processes: int = PROCESSES) -> dict:
     out = {"peers": [], "scaling": [], "cache": {}}
-    for precision in ("float32", "float64"):
-        for kind in ("jaxpro", "jax-md", "openmm", "lammps"):
-            if precision == "float32" or kind in ("jaxpro", "jax-md"):
-                out["peers"].append(case(kind, 4000, precision, steps))
+    cases = [(kind, precision) for precision in ("float32", "float64")
+             for kind in ("jaxpro", "jax-md", "openmm", "lammps")
+             if precision == "float32" or kind in ("jaxpro", "jax-md")]  # fmt: skip
+    runs: dict = {c: [] for c in cases}
+    for _ in range(processes):  # rounds, so a slow spell of the machine hits every engine
+        for kind, precision in cases:
+            runs[(kind, precision)].append(case(kind, 4000, precision, steps))
+    out["peers"] = [_best(runs[c]) for c in cases]
     for n in SCALING:
         count = max(500, min(4000, 8_000_000 // n)) // 100 * 100  # records divide it
         out["scaling"].append(case("jaxpro", n, "float64", count))
@@ -322,7 +339,8 @@ def report(machine: dict, results: dict) -> str:
         f"Machine: {machine['cpu']}, {machine['cores']} cores; jax {machine['versions']['jax']}."
         f" Run {machine['date']}. LAMMPS' `in.lj` state point: 4,000 particles on an FCC"
         f" lattice, rho = {RHO}, T = {T}, LJ cut at {CUTOFF}, NVE, dt = {DT}, warm rate over"
-        f" {peers[0]['steps']} steps (best of 2), each engine in a fresh process; cold = from"
+        f" {peers[0]['steps']} steps: the best of 2 runs in each of {PROCESSES} fresh processes"
+        " per engine, taken in rounds (the slowest process's rate in brackets); cold = from"
         " the process start to the end of a first 100-step run (imports and compilation"
         " included). max abs(dE/E) at 11 points of the warm run. Settings of each engine: see"
         " `benchmarks/md_speed.py`. ratio = jaxpro's steps/s over the engine's (same precision).",
@@ -344,8 +362,10 @@ def report(machine: dict, results: dict) -> str:
                     f" {fb.fmt_time(r['compile_s'])}")  # fmt: skip
         elif r.get("reallocations"):
             note = f"{r['reallocations']} list overflows re-run"
+        rate = _rate(r) + (f" ({r['slowest_steps_per_s']:.0f})"
+                           if "slowest_steps_per_s" in r else "")  # fmt: skip
         lines.append(
-            f"| {r['kind']} | {r['precision']} | {_rate(r)} | {ratio} |"
+            f"| {r['kind']} | {r['precision']} | {rate} | {ratio} |"
             f" {fb.fmt_time(r['cold_s'])} | {r['drift']:.1e} | {r['peak_mb']:.0f} MB | {note} |"
         )
     lines += ["", "jaxpro's scaling (float64, default settings):", "",
