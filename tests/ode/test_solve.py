@@ -129,3 +129,36 @@ def test_bad_input_names_the_argument(kwargs, message):
     call.update(kwargs)
     with pytest.raises(InputError, match=message):
         ode.solve(call.pop("f"), call.pop("t_span"), call.pop("y0"), **call)
+
+
+def test_a_batch_equals_its_members_solved_one_by_one():
+    rng = np.random.default_rng(0)
+    starts = jnp.asarray(rng.uniform(1.0, 10.0, size=(16, 2)))
+    params = jnp.asarray(np.column_stack([rng.uniform(1.0, 2.0, 16), np.ones(16),
+                                          rng.uniform(2.0, 3.0, 16), np.ones(16)]))  # fmt: skip
+    t_eval = np.linspace(0.0, 10.0, 21)
+    both = ode.solve(lotka_volterra, (0.0, 10.0), starts, t_eval=t_eval, args=params,
+                     batch=True, batch_args=True, rtol=1e-8, atol=1e-10)  # fmt: skip
+    shared = ode.solve(lotka_volterra, (0.0, 10.0), starts, t_eval=t_eval,
+                       args=(1.5, 1.0, 3.0, 1.0), batch=True, rtol=1e-8, atol=1e-10)  # fmt: skip
+    assert both.success and both.ys.shape == (16, 21, 2) and both.stats["members"] == 16
+    assert bool(np.all(both.extra["member_success"]))
+    for i in (0, 7, 15):
+        one = ode.solve(lotka_volterra, (0.0, 10.0), starts[i], t_eval=t_eval,
+                        args=tuple(np.asarray(params[i])), rtol=1e-8, atol=1e-10)  # fmt: skip
+        np.testing.assert_allclose(both.ys[i], one.ys, rtol=1e-10, atol=1e-12)
+        alone = ode.solve(lotka_volterra, (0.0, 10.0), starts[i], t_eval=t_eval,
+                          args=(1.5, 1.0, 3.0, 1.0), rtol=1e-8, atol=1e-10)  # fmt: skip
+        np.testing.assert_allclose(shared.ys[i], alone.ys, rtol=1e-10, atol=1e-12)
+
+
+def test_batch_input_is_checked():
+    starts = jnp.ones((4, 2))
+    f = lotka_volterra
+    with pytest.raises(InputError, match="t_eval: is needed with batch=True"):
+        ode.solve(f, (0.0, 1.0), starts, args=(1.0, 1.0, 1.0, 1.0), batch=True)
+    with pytest.raises(InputError, match="batch_args: needs batch=True"):
+        ode.solve(f, (0.0, 1.0), starts[0], args=jnp.ones((4, 4)), batch_args=True)
+    with pytest.raises(InputError, match="args: must have a leading axis of 4 members"):
+        ode.solve(f, (0.0, 1.0), starts, t_eval=[0.0, 1.0], args=jnp.ones((3, 4)), batch=True,
+                  batch_args=True)  # fmt: skip

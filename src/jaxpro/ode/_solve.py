@@ -97,6 +97,45 @@ def _check(f, t_span, y0, t_eval, method, rtol, atol, max_steps):
     return t0, t1
 
 
+def _check_batch(y0, args, t_eval, batch, batch_args) -> str | None:
+    """None, "y0" or "y0+args": what carries the member axis."""
+    import jax
+
+    if batch_args and not batch:
+        raise InputError("needs batch=True (a member axis on y0 too)", argument="batch_args",
+                         received=batch_args)  # fmt: skip
+    if not batch:
+        return None
+    if t_eval is None:
+        raise InputError("is needed with batch=True: members take different steps, so they"
+                         " report at common times", argument="t_eval")  # fmt: skip
+    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(y0)}
+    if len(sizes) != 1 or None in sizes:
+        raise InputError("must have one leading member axis on every leaf with batch=True",
+                         argument="y0", received=y0)  # fmt: skip
+    if batch_args:
+        (size,) = sizes
+        leaves = jax.tree.leaves(args)
+        if not leaves or any(np.ndim(a) == 0 or np.shape(a)[0] != size for a in leaves):
+            raise InputError(f"must have a leading axis of {size} members on every leaf with"
+                             " batch_args=True", argument="args", received=args)  # fmt: skip
+        return "y0+args"
+    return "y0"
+
+
+def _members(y0, args, batched, sample: int = 4) -> list[tuple]:
+    """``(y0, args)`` of up to ``sample`` members, evenly spread (all of an unbatched solve)."""
+    import jax
+
+    if batched is None:
+        return [(y0, args)]
+    size = len(jax.tree.leaves(y0)[0])
+    picks = sorted({round(i * (size - 1) / max(sample - 1, 1)) for i in range(min(sample, size))})
+    return [(jax.tree.map(lambda a, i=i: a[i], y0),
+             jax.tree.map(lambda a, i=i: a[i], args) if batched == "y0+args" else args)
+            for i in picks]  # fmt: skip
+
+
 def _check_rhs(f, t0, y0, args) -> None:
     import jax
 
@@ -113,8 +152,9 @@ def _check_rhs(f, t0, y0, args) -> None:
 
 
 @functools.lru_cache(maxsize=32)
-def _program(f, method: str, max_steps: int, with_times: bool, event):
-    """The jitted solve: ``run(y0, t0, t1, t_eval, args, rtol, atol)``."""
+def _program(f, method: str, max_steps: int, with_times: bool, event, batched: str | None):
+    """The jitted solve: ``run(y0, t0, t1, t_eval, args, rtol, atol)``; ``batched``:
+    None, "y0" (a leading member axis on y0) or "y0+args" (on args too), by vmap."""
     import diffrax
     import jax
     import optimistix as optx
@@ -143,14 +183,17 @@ def _program(f, method: str, max_steps: int, with_times: bool, event):
         return (solution.ts, solution.ys, solution.result._value, solution.stats,
                 triggered)  # fmt: skip
 
+    if batched is not None:
+        run = jax.vmap(run, in_axes=(0, None, None, None, 0 if batched == "y0+args" else None,
+                                     None, None))  # fmt: skip
     return jax.jit(run)
 
 
-def _attempt(f, method, max_steps, y0, t0, t1, t_eval, args, rtol, atol, event, clock):
+def _attempt(f, method, max_steps, y0, t0, t1, t_eval, args, rtol, atol, event, clock, batched):
     import jax
     import jax.numpy as jnp
 
-    program = _program(f, method, max_steps, t_eval is not None, event)
+    program = _program(f, method, max_steps, t_eval is not None, event, batched)
     times = jnp.asarray(t_eval if t_eval is not None else [t0], dtype=jnp.float64)
     inputs = (y0, jnp.float64(t0), jnp.float64(t1), times, args, jnp.float64(rtol),
               jnp.float64(atol))  # fmt: skip
@@ -164,11 +207,13 @@ def _attempt(f, method, max_steps, y0, t0, t1, t_eval, args, rtol, atol, event, 
     return out
 
 
-def _outcome(out, method: str, t_eval, y0, t0: float):
-    """(ts, ys, success, message, stats, event time, final state) on the host."""
+def _outcome(out, method: str, t_eval, y0, t0: float, batched):
+    """(ts, ys, success, message, stats, event time, final state, final time, extra)."""
     import diffrax
     import jax
 
+    if batched is not None:
+        return _batch_outcome(out, method)
     ts_list, ys_list, code, stats, triggered = out
     ts, ys = np.asarray(ts_list[0]), jax.tree.map(np.asarray, ys_list[0])
     t_end = float(np.asarray(ts_list[1])[0])
@@ -199,7 +244,56 @@ def _outcome(out, method: str, t_eval, y0, t0: float):
         "rejected": int(stats["num_rejected_steps"]),
         "function_evaluations": steps * METHODS[method][1],
     }
-    return ts, ys, success, message, table, (t_end if triggered else None), y_end, t_end
+    return ts, ys, success, message, table, (t_end if triggered else None), y_end, t_end, {}
+
+
+def _ok(codes: np.ndarray) -> np.ndarray:
+    import diffrax
+
+    return np.isin(codes, [int(diffrax.RESULTS.successful._value),
+                           int(diffrax.RESULTS.event_occurred._value)])  # fmt: skip
+
+
+def _batch_outcome(out, method: str):
+    """The members' results: one time grid, states ``(B, len(ts), ...)``, summed stats."""
+    import diffrax
+    import jax
+
+    ts_list, ys_list, codes, stats, triggered = out
+    ts = np.asarray(ts_list[0])[0]
+    ys = jax.tree.map(np.asarray, ys_list[0])
+    codes, triggered = np.asarray(codes), np.asarray(triggered)
+    t_end = np.asarray(ts_list[1])[:, 0]
+    ok = _ok(codes)
+    members = len(codes)
+    failed = np.flatnonzero(~ok)
+    which = int(failed[0]) if failed.size else 0
+    steps = np.asarray(stats["num_steps"])
+    if failed.size == 0:
+        message = f"all {members} members reached the end of t_span" + (
+            f" ({int(triggered.sum())} by a terminating event)" if triggered.any() else ""
+        )
+    else:
+        reason = ("max_steps reached" if codes[which] == int(diffrax.RESULTS.max_steps_reached._value)
+                  else str(diffrax.RESULTS[int(codes[which])]))  # fmt: skip
+        message = (f"{failed.size} of {members} members stopped early (member {which} at"
+                   f" t = {t_end[which]:.6g}: {reason})")  # fmt: skip
+        if METHODS[method][2] and "max_steps" in reason:
+            message += "; the problem may be stiff: try method='kvaerno5' (or 'auto')"
+    table = {
+        "method": method,
+        "members": members,
+        "steps": int(steps.sum()),
+        "accepted": int(np.asarray(stats["num_accepted_steps"]).sum()),
+        "rejected": int(np.asarray(stats["num_rejected_steps"]).sum()),
+        "function_evaluations": int(steps.sum()) * METHODS[method][1],
+        "most_steps_of_a_member": int(steps.max()),
+    }
+    extra = {"member_success": ok, "first_failed": which if failed.size else None}
+    if triggered.any():
+        extra["event_times"] = np.where(triggered, t_end, np.nan)
+    y_end = jax.tree.map(lambda a: np.asarray(a)[which, 0], ys_list[1])
+    return (ts, ys, bool(ok.all()), message, table, None, y_end, float(t_end[which]), extra)
 
 
 def solve(
@@ -213,6 +307,8 @@ def solve(
     atol: float = 1e-9,
     events=None,
     *,
+    batch: bool = False,
+    batch_args: bool = False,
     max_steps: int = MAX_STEPS,
 ) -> ODESolution:
     """Solve ``dy/dt = f(t, y, args)`` from ``y(t0) = y0`` over ``t_span = (t0, t1)``.
@@ -229,6 +325,11 @@ def solve(
         rtol, atol: relative and absolute tolerances of the local error.
         events: ``event(t, y, args) -> scalar``: the solve stops where it crosses
             zero (located by Newton's method), and ``event_time`` says when.
+        batch: ``y0``'s leaves carry a leading axis of B members, solved at once
+            (``jax.vmap``); needs ``t_eval``; ``ys`` is ``(B, len(ts), ...)``,
+            ``extra["member_success"]`` says which members finished.
+        batch_args: ``args``' leaves carry the same member axis (one parameter set
+            per member); otherwise all members share ``args``.
         max_steps: the most steps the solver may take.
 
     Returns:
@@ -246,6 +347,7 @@ def solve(
 
     started = time.perf_counter()
     t0, t1 = _check(f, t_span, y0, t_eval, method, rtol, atol, max_steps)
+    batched = _check_batch(y0, args, t_eval, batch, batch_args)
     enable_persistent_cache()
     if events is not None and not callable(events):
         raise InputError("must be a function event(t, y, args)", argument="events",
@@ -254,17 +356,23 @@ def solve(
     reasons: list[str] = []
     with jax.enable_x64(True):
         y0 = jax.tree.map(lambda a: jnp.asarray(a, dtype=jnp.float64), y0)
-        _check_rhs(f, t0, y0, args)
+        members = _members(y0, args, batched)
+        _check_rhs(f, t0, *members[0])
         span = t1 - t0
         chosen = method
+        if batched is not None:
+            reasons.append(f"{len(jax.tree.leaves(y0)[0])} members solved at once (jax.vmap"
+                           " of one solve; each member takes its own steps)")  # fmt: skip
         if method == "auto":
             explicit = "dopri8" if rtol < TIGHT_RTOL else "tsit5"
-            radius = spectral_radius(f, t0, y0, args)
+            radius = max(spectral_radius(f, t0, y, a) for y, a in members)
             needed = stability_steps(radius, span)
             if needed > STIFF_STEPS:
                 chosen = "kvaerno5"
                 reasons.append(
-                    f"stiff: the Jacobian's spectral radius at t0 is {radius:.3g}, so an explicit"
+                    f"stiff: the Jacobian's spectral radius at t0 is {radius:.3g}"
+                    + (f" (the largest of {len(members)} members sampled)" if batched else "")
+                    + ", so an explicit"
                     f" solver's stability alone needs ~{needed:.3g} steps (> {STIFF_STEPS}):"
                     " Kvaerno5 (implicit, L-stable, 5th order)"
                 )
@@ -277,12 +385,16 @@ def solve(
                        else "")
                 )  # fmt: skip
                 out = _attempt(f, explicit, min(EXPLICIT_BUDGET, max_steps), y0, t0, t1, t_eval,
-                               args, rtol, atol, events, clock)  # fmt: skip
-                result = _outcome(out, explicit, t_eval, y0, t0)
+                               args, rtol, atol, events, clock, batched)  # fmt: skip
+                result = _outcome(out, explicit, t_eval, y0, t0, batched)
                 chosen = explicit
                 if not result[2]:
                     t_stop, y_stop = result[7], jax.tree.map(jnp.asarray, result[6])
-                    late = spectral_radius(f, t_stop, y_stop, args)
+                    stopped_args = args
+                    if batched == "y0+args":
+                        which = result[8]["first_failed"]
+                        stopped_args = jax.tree.map(lambda a: a[which], args)
+                    late = spectral_radius(f, t_stop, y_stop, stopped_args)
                     later = stability_steps(late, t1 - t_stop)
                     reasons.append(
                         f"{explicit} stopped at t = {t_stop:.4g} after {result[4]['steps']}"
@@ -300,17 +412,19 @@ def solve(
                     return _finish(result, chosen, reasons, rtol, atol, started, clock, t0, t1)
         else:
             reasons.append(f"method={method!r} as given")
-        out = _attempt(f, chosen, max_steps, y0, t0, t1, t_eval, args, rtol, atol, events, clock)
-        result = _outcome(out, chosen, t_eval, y0, t0)
+        out = _attempt(f, chosen, max_steps, y0, t0, t1, t_eval, args, rtol, atol, events, clock,
+                       batched)  # fmt: skip
+        result = _outcome(out, chosen, t_eval, y0, t0, batched)
     return _finish(result, chosen, reasons, rtol, atol, started, clock, t0, t1)
 
 
 def _finish(result, chosen, reasons, rtol, atol, started, clock, t0, t1) -> ODESolution:
-    ts, ys, success, message, stats, event_time, _, _ = result
+    ts, ys, success, message, stats, event_time, _, _, extra = result
+    extra = {k: v for k, v in extra.items() if k != "first_failed"}
     plan = Plan(method=chosen, reasons=tuple(reasons),
                 settings={"rtol": rtol, "atol": atol, "t0": t0, "t1": t1,
                           "controller": "PID (Diffrax)" if METHODS[chosen][2]
                           else "PI (Diffrax, pcoeff 0.3, icoeff 0.4)"})  # fmt: skip
     timings = Timings(clock["compile"], clock["run"], time.perf_counter() - started)
     return ODESolution(ts=ts, ys=ys, stats=stats, success=success, message=message, plan=plan,
-                       timings=timings, event_time=event_time)  # fmt: skip
+                       timings=timings, event_time=event_time, extra=extra)  # fmt: skip
