@@ -18,6 +18,7 @@ from scipy.integrate import solve_ivp
 
 import jaxpro.ode as ode
 from jaxpro.errors import InputError
+from jaxpro.ode._solve import _STIFF_BEFORE
 
 ROBERTSON_1E5 = np.array([0.017865921142101823, 7.274751468437285e-08, 0.9821340061103849])
 
@@ -38,6 +39,7 @@ def lotka_volterra(t, y, args):
 
 
 def test_robertson_is_found_stiff_and_meets_the_reference():
+    _STIFF_BEFORE.clear()  # a fresh process's first call
     sol = ode.solve(robertson, (0.0, 1e5), jnp.array([1.0, 0.0, 0.0]), rtol=1e-8, atol=1e-14)
     assert sol.success and sol.plan.method == "kvaerno5"
     assert any("stiff" in r for r in sol.plan.reasons)
@@ -46,6 +48,11 @@ def test_robertson_is_found_stiff_and_meets_the_reference():
     np.testing.assert_allclose(got[big], ROBERTSON_1E5[big], rtol=1e-4)
     assert sol.ts[-1] == pytest.approx(1e5)
     assert sol.stats["steps"] == sol.stats["accepted"] + sol.stats["rejected"]
+    # a second call remembers: no explicit attempt, the same answer
+    again = ode.solve(robertson, (0.0, 1e5), jnp.array([1.0, 0.0, 0.0]), rtol=1e-8, atol=1e-14)
+    assert "an earlier call of this function in this process turned stiff" in again.plan.reasons[0]
+    np.testing.assert_allclose(again.ys[-1], got, rtol=1e-12)
+    assert again.timings.run < sol.timings.run
 
 
 def test_lotka_volterra_matches_scipy():
