@@ -2,11 +2,15 @@
 
 Entry point: :func:`solve` (an initial-value problem, ``solve_ivp``-like), which
 returns an :class:`ODESolution` with its output times and states, solver
-statistics, success flag and message, and the plan (which solver and why).
+statistics, success flag and message, and the plan (which solver and why);
+:func:`solver`, the same solve as a differentiable JAX function of ``(y0, args)``
+with the adjoint chosen (an :class:`ODEFunction`).
 Diffrax loads on first use.
 """
 
+from jaxpro.ode._function import ODEFunction as ODEFunction
+from jaxpro.ode._function import solver as solver
 from jaxpro.ode._solution import ODESolution as ODESolution
 from jaxpro.ode._solve import solve as solve
 
-__all__ = ["ODESolution", "solve"]
+__all__ = ["ODEFunction", "ODESolution", "solve", "solver"]
