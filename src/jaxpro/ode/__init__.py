@@ -5,14 +5,16 @@ returns an :class:`ODESolution` with its output times and states, solver
 statistics, success flag and message, and the plan (which solver and why);
 :func:`solver`, the same solve as a differentiable JAX function of ``(y0, args)``
 with the adjoint chosen (an :class:`ODEFunction`); :func:`fit`, parameters (and
-initial states) from observations by jaxpro's least-squares engine.
+initial states) from observations by jaxpro's least-squares engine;
+:func:`solve_sde`, Ito SDEs on one path or an ensemble.
 Diffrax loads on first use.
 """
 
 from jaxpro.ode._fit import fit as fit
 from jaxpro.ode._function import ODEFunction as ODEFunction
 from jaxpro.ode._function import solver as solver
+from jaxpro.ode._sde import solve_sde as solve_sde
 from jaxpro.ode._solution import ODESolution as ODESolution
 from jaxpro.ode._solve import solve as solve
 
-__all__ = ["ODEFunction", "ODESolution", "fit", "solve", "solver"]
+__all__ = ["ODEFunction", "ODESolution", "fit", "solve", "solve_sde", "solver"]

@@ -39,14 +39,16 @@ class ODESolution(Result):
     event_time: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     kind: str = "ode_solution"
+    members: int | None = None  # a batch or path ensemble: ys has a leading member axis
 
     def _flat(self) -> np.ndarray:
         """``(len(ts), n)``: every state component (pytree leaves side by side)."""
         import jax
 
-        leaves = jax.tree.leaves(self.ys)
-        return np.concatenate([np.reshape(np.asarray(x), (len(self.ts), -1)) for x in leaves],
-                              axis=1)  # fmt: skip
+        leaves = [np.asarray(x) for x in jax.tree.leaves(self.ys)]
+        if self.members is not None:  # the mean over the members or paths
+            leaves = [x.mean(axis=0) for x in leaves]
+        return np.concatenate([np.reshape(x, (len(self.ts), -1)) for x in leaves], axis=1)
 
     def summary(self) -> str:
         final = self._flat()[-1] if len(self.ts) else np.array([])
@@ -55,7 +57,9 @@ class ODESolution(Result):
         lines = [
             f"ODE solution: t = {self.ts[0]:g} -> {self.ts[-1]:g}, {len(self.ts)} output times;"
             f" {'success' if self.success else 'FAILED'}: {self.message}",
-            f"y(t_end) = [{shown}]",
+            ("mean " if self.members is not None else "")
+            + f"y(t_end) = [{shown}]"
+            + (f" over {self.members} members" if self.members is not None else ""),
         ]
         if self.event_time is not None:
             lines.append(f"terminating event at t = {self.event_time:.10g}")

@@ -456,4 +456,5 @@ def _finish(result, chosen, reasons, rtol, atol, started, clock, t0, t1) -> ODES
                           else "PI (Diffrax, pcoeff 0.3, icoeff 0.4)"})  # fmt: skip
     timings = Timings(clock["compile"], clock["run"], time.perf_counter() - started)
     return ODESolution(ts=ts, ys=ys, stats=stats, success=success, message=message, plan=plan,
-                       timings=timings, event_time=event_time, extra=extra)  # fmt: skip
+                       timings=timings, event_time=event_time, extra=extra,
+                       members=stats.get("members"))  # fmt: skip
