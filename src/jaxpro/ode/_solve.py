@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -227,8 +228,22 @@ def _attempt(f, method, max_steps, y0, t0, t1, t_eval, args, rtol, atol, event, 
     return out
 
 
-def _outcome(out, method: str, t_eval, y0, t0: float, batched):
-    """(ts, ys, success, message, stats, event time, final state, final time, extra)."""
+class _Outcome(NamedTuple):
+    """One solve's results on the host."""
+
+    ts: np.ndarray
+    ys: Any
+    success: bool
+    message: str
+    stats: dict
+    event_time: float | None
+    y_end: Any  # the state where the solver stopped (a failed member's, for a batch)
+    t_end: float
+    extra: dict
+
+
+def _outcome(out, method: str, t_eval, y0, t0: float, batched) -> _Outcome:
+    """The host-side results of a compiled solve."""
     import diffrax
     import jax
 
@@ -264,7 +279,8 @@ def _outcome(out, method: str, t_eval, y0, t0: float, batched):
         "rejected": int(stats["num_rejected_steps"]),
         "function_evaluations": steps * METHODS[method][1],
     }
-    return ts, ys, success, message, table, (t_end if triggered else None), y_end, t_end, {}
+    return _Outcome(ts, ys, success, message, table, t_end if triggered else None, y_end, t_end,
+                    {})  # fmt: skip
 
 
 def _ok(codes: np.ndarray) -> np.ndarray:
@@ -274,7 +290,7 @@ def _ok(codes: np.ndarray) -> np.ndarray:
                            int(diffrax.RESULTS.event_occurred._value)])  # fmt: skip
 
 
-def _batch_outcome(out, method: str):
+def _batch_outcome(out, method: str) -> _Outcome:
     """The members' results: one time grid, states ``(B, len(ts), ...)``, summed stats."""
     import diffrax
     import jax
@@ -313,7 +329,8 @@ def _batch_outcome(out, method: str):
     if triggered.any():
         extra["event_times"] = np.where(triggered, t_end, np.nan)
     y_end = jax.tree.map(lambda a: np.asarray(a)[which, 0], ys_list[1])
-    return (ts, ys, bool(ok.all()), message, table, None, y_end, float(t_end[which]), extra)
+    return _Outcome(ts, ys, bool(ok.all()), message, table, None, y_end, float(t_end[which]),
+                    extra)  # fmt: skip
 
 
 def solve(
@@ -416,16 +433,16 @@ def solve(
                                args, rtol, atol, events, clock, batched)  # fmt: skip
                 result = _outcome(out, explicit, t_eval, y0, t0, batched)
                 chosen = explicit
-                if not result[2]:
-                    t_stop, y_stop = result[7], jax.tree.map(jnp.asarray, result[6])
+                if not result.success:
+                    t_stop, y_stop = result.t_end, jax.tree.map(jnp.asarray, result.y_end)
                     stopped_args = args
                     if batched == "y0+args":
-                        which = result[8]["first_failed"]
+                        which = result.extra["first_failed"]
                         stopped_args = jax.tree.map(lambda a: a[which], args)
                     late = spectral_radius(f, t_stop, y_stop, stopped_args)
                     later = stability_steps(late, t1 - t_stop)
                     reasons.append(
-                        f"{explicit} stopped at t = {t_stop:.4g} after {result[4]['steps']}"
+                        f"{explicit} stopped at t = {t_stop:.4g} after {result.stats['steps']}"
                         f" steps; there the spectral radius is {late:.3g} (stability needs"
                         f" ~{later:.3g} more explicit steps)"
                     )
@@ -448,8 +465,8 @@ def solve(
 
 
 def _finish(result, chosen, reasons, rtol, atol, started, clock, t0, t1) -> ODESolution:
-    ts, ys, success, message, stats, event_time, _, _, extra = result
-    extra = {k: v for k, v in extra.items() if k != "first_failed"}
+    ts, ys, success, message, stats, event_time = result[:6]
+    extra = {k: v for k, v in result.extra.items() if k != "first_failed"}
     plan = Plan(method=chosen, reasons=tuple(reasons),
                 settings={"rtol": rtol, "atol": atol, "t0": t0, "t1": t1,
                           "controller": "PID (Diffrax)" if METHODS[chosen][2]
