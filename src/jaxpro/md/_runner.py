@@ -92,8 +92,7 @@ class Runner:
                         self.system.n * self.settings.kT)  # fmt: skip
             broken = ~np.isfinite(total) | (np.abs(total - total[0]) > 1e3 * scale)
             if np.any(broken):
-                bad = int(np.argmax(broken))
-                step = (done * self.settings.records + bad + 1) * self.settings.record_every
+                step = self._step_of(done, int(np.argmax(broken)))
                 raise SimulationError(
                     f"the energy became NaN, infinite or exploded by step {step}: the time step"
                     f" ({self.settings.dt:g}) is too large for this system or particles overlap;"
@@ -117,12 +116,16 @@ class Runner:
         self.final_neighbors = neighbors
         return out, state
 
+    def _step_of(self, done: int, record: int) -> int:
+        """The step of record ``record`` in the chunk after ``done`` finished chunks."""
+        return (done * self.settings.records + record + 1) * self.settings.record_every
+
     def _check_box(self, sides: np.ndarray, done: int) -> None:
         """A barostatted box must stay wider than twice the cutoff (one image per pair)."""
         least = 2 * self.system.potential.cutoff
         if np.min(sides) < least:
             bad = int(np.argmax(sides < least))
-            step = (done * self.settings.records + bad + 1) * self.settings.record_every
+            step = self._step_of(done, bad)
             raise SimulationError(
                 f"the box side shrank to {float(sides[bad]):.4g} by step {step}, under twice the"
                 f" cutoff ({least:g}): pairs would meet more than one image; simulate more"
