@@ -12,6 +12,27 @@ from jaxpro._result import Plan, Result, Timings, format_table
 __all__ = ["ODESolution"]
 
 
+def _evaluate(interpolation, times, batched: bool):
+    """The interpolant at ``times`` (one compiled program per interpolant structure)."""
+    global _EVALUATE
+    if _EVALUATE is None:
+        import jax
+
+        def at_times(interp, ts):
+            return jax.vmap(interp.evaluate)(ts)
+
+        def run(interp, ts, batched):
+            if batched:  # the interpolant's leaves carry the member axis
+                return jax.vmap(at_times, in_axes=(0, None))(interp, ts)
+            return at_times(interp, ts)
+
+        _EVALUATE = jax.jit(run, static_argnums=2)
+    return _EVALUATE(interpolation, times, batched)
+
+
+_EVALUATE = None
+
+
 @dataclass(frozen=True, repr=False)
 class ODESolution(Result):
     """The solution of an initial-value problem.
@@ -27,6 +48,8 @@ class ODESolution(Result):
         message: how it ended, with advice when it failed.
         event_time: the time a terminating event fired, or None.
         plan, timings: the method chosen and why; compile and run times.
+
+    With ``solve(..., dense=True)``, :meth:`evaluate` gives the state at any time.
     """
 
     ts: np.ndarray
@@ -40,6 +63,51 @@ class ODESolution(Result):
     extra: dict[str, Any] = field(default_factory=dict)
     kind: str = "ode_solution"
     members: int | None = None  # a batch or path ensemble: ys has a leading member axis
+    # Diffrax's dense interpolant (solve(..., dense=True)); not saved: it lives on the device
+    interpolation: Any = field(default=None, compare=False)
+
+    def evaluate(self, t) -> Any:
+        """The state at time(s) ``t`` from the solver's interpolant (``dense=True``).
+
+        Args:
+            t: a time or a 1-D array of times inside the integrated span (from t0 to
+                where the solve ended: ``ts[-1]``, or the event time).
+
+        Returns:
+            States shaped like ``ys`` at those times: ``(len(t), *y0.shape)`` for an
+            array of times, ``y0.shape`` for one time; a batch keeps its leading
+            member axis.
+
+        Raises:
+            InputError: the solve was not dense, or a time lies outside the span.
+        """
+        import jax
+        import jax.numpy as jnp
+
+        from jaxpro.errors import InputError
+
+        if self.interpolation is None:
+            raise InputError("needs a dense solution: solve(..., dense=True)", argument="t")
+        times = np.asarray(t, dtype=float)
+        if times.ndim > 1 or not np.all(np.isfinite(times)):
+            raise InputError("must be a finite time or a 1-D array of times", argument="t",
+                             received=t)  # fmt: skip
+        start = float(self.plan.settings["t0"])
+        end = float(self.event_time) if self.event_time is not None else float(self.ts[-1])
+        lo, hi = min(start, end), max(start, end)
+        span = max(abs(hi - lo), 1e-300)
+        if times.size and (times.min() < lo - 1e-12 * span or times.max() > hi + 1e-12 * span):
+            raise InputError(f"must lie inside the integrated span [{lo:g}, {hi:g}]",
+                             argument="t", received=t)  # fmt: skip
+        flat = np.clip(np.atleast_1d(times), lo, hi)
+        with jax.enable_x64(True):
+            out = _evaluate(self.interpolation, jnp.asarray(flat, dtype=jnp.float64),
+                            self.members is not None)  # fmt: skip
+            out = jax.tree.map(np.asarray, out)
+        if times.ndim == 0:
+            axis = 1 if self.members is not None else 0
+            out = jax.tree.map(lambda a: np.take(a, 0, axis=axis), out)
+        return out
 
     def _flat(self) -> np.ndarray:
         """``(len(ts), n)``: every state component (pytree leaves side by side)."""

@@ -98,6 +98,26 @@ def _check(f, t_span, y0, t_eval, method, rtol, atol, max_steps):
     return t0, t1
 
 
+DENSE_NUMBERS_PER_STEP = 12  # per state number: a step's stages and end points (Dopri8: 14)
+MAX_DENSE = 100_000_000  # numbers kept for the interpolant: 800 MB
+
+
+def _check_dense(dense, y0, max_steps: int) -> None:
+    import jax
+
+    if not isinstance(dense, bool):
+        raise InputError("must be True or False", argument="dense", received=dense)
+    size = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(y0))
+    if dense and size * max_steps * DENSE_NUMBERS_PER_STEP > MAX_DENSE:
+        raise InputError(
+            f"=True keeps every step's stages for a state of {size} numbers: up to max_steps ="
+            f" {max_steps} steps that could take"
+            f" {8 * size * max_steps * DENSE_NUMBERS_PER_STEP / 1e9:.1f} GB; give a smaller"
+            " max_steps, or output times (t_eval) instead",
+            argument="dense",
+        )
+
+
 # (function, state shapes, batching) -> where an explicit attempt found it stiff. An
 # expert remembers that a model is stiff: Robertson's second call skips the explicit
 # attempt that ran 20,000 Tsit5 steps (about half of its 18 ms). Bounded, oldest out.
@@ -173,9 +193,11 @@ def _check_rhs(f, t0, y0, args) -> None:
 
 
 @functools.lru_cache(maxsize=32)
-def _program(f, method: str, max_steps: int, with_times: bool, event, batched: str | None):
+def _program(f, method: str, max_steps: int, with_times: bool, event, batched: str | None,
+             dense: bool = False):  # fmt: skip
     """The jitted solve: ``run(y0, t0, t1, t_eval, args, rtol, atol)``; ``batched``:
-    None, "y0" (a leading member axis on y0) or "y0+args" (on args too), by vmap."""
+    None, "y0" (a leading member axis on y0) or "y0+args" (on args too), by vmap;
+    ``dense``: the solver's interpolant (every step's stages) comes back too."""
     import diffrax
     import jax
     import optimistix as optx
@@ -193,7 +215,7 @@ def _program(f, method: str, max_steps: int, with_times: bool, event, batched: s
 
     def run(y0, t0, t1, t_eval, args, rtol, atol):
         output = diffrax.SubSaveAt(ts=t_eval) if with_times else diffrax.SubSaveAt(steps=True)
-        saveat = diffrax.SaveAt(subs=[output, diffrax.SubSaveAt(t1=True)])
+        saveat = diffrax.SaveAt(subs=[output, diffrax.SubSaveAt(t1=True)], dense=dense)
         solution = diffrax.diffeqsolve(
             term, solver, t0, t1, None, y0, args, saveat=saveat,
             stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol, **gains),
@@ -202,7 +224,7 @@ def _program(f, method: str, max_steps: int, with_times: bool, event, batched: s
         triggered = (jax.numpy.any(jax.numpy.asarray(jax.tree.leaves(solution.event_mask)))
                      if event is not None else False)  # fmt: skip
         return (solution.ts, solution.ys, solution.result._value, solution.stats,
-                triggered)  # fmt: skip
+                triggered, solution.interpolation if dense else None)  # fmt: skip
 
     if batched is not None:
         run = jax.vmap(run, in_axes=(0, None, None, None, 0 if batched == "y0+args" else None,
@@ -210,11 +232,12 @@ def _program(f, method: str, max_steps: int, with_times: bool, event, batched: s
     return jax.jit(run)
 
 
-def _attempt(f, method, max_steps, y0, t0, t1, t_eval, args, rtol, atol, event, clock, batched):
+def _attempt(f, method, max_steps, y0, t0, t1, t_eval, args, rtol, atol, event, clock, batched,
+             dense=False):  # fmt: skip
     import jax
     import jax.numpy as jnp
 
-    program = _program(f, method, max_steps, t_eval is not None, event, batched)
+    program = _program(f, method, max_steps, t_eval is not None, event, batched, dense)
     times = jnp.asarray(t_eval if t_eval is not None else [t0], dtype=jnp.float64)
     inputs = (y0, jnp.float64(t0), jnp.float64(t1), times, args, jnp.float64(rtol),
               jnp.float64(atol))  # fmt: skip
@@ -240,6 +263,7 @@ class _Outcome(NamedTuple):
     y_end: Any  # the state where the solver stopped (a failed member's, for a batch)
     t_end: float
     extra: dict
+    interpolation: Any = None  # Diffrax's dense interpolant (dense=True), on the device
 
 
 def _outcome(out, method: str, t_eval, y0, t0: float, batched) -> _Outcome:
@@ -249,7 +273,7 @@ def _outcome(out, method: str, t_eval, y0, t0: float, batched) -> _Outcome:
 
     if batched is not None:
         return _batch_outcome(out, method)
-    ts_list, ys_list, code, stats, triggered = out
+    ts_list, ys_list, code, stats, triggered, interpolation = out
     ts, ys = np.asarray(ts_list[0]), jax.tree.map(np.asarray, ys_list[0])
     t_end = float(np.asarray(ts_list[1])[0])
     y_end = jax.tree.map(lambda a: np.asarray(a)[0], ys_list[1])
@@ -280,7 +304,7 @@ def _outcome(out, method: str, t_eval, y0, t0: float, batched) -> _Outcome:
         "function_evaluations": steps * METHODS[method][1],
     }
     return _Outcome(ts, ys, success, message, table, t_end if triggered else None, y_end, t_end,
-                    {})  # fmt: skip
+                    {}, interpolation)  # fmt: skip
 
 
 def _ok(codes: np.ndarray) -> np.ndarray:
@@ -295,7 +319,7 @@ def _batch_outcome(out, method: str) -> _Outcome:
     import diffrax
     import jax
 
-    ts_list, ys_list, codes, stats, triggered = out
+    ts_list, ys_list, codes, stats, triggered, interpolation = out
     ts = np.asarray(ts_list[0])[0]
     ys = jax.tree.map(np.asarray, ys_list[0])
     codes, triggered = np.asarray(codes), np.asarray(triggered)
@@ -330,7 +354,7 @@ def _batch_outcome(out, method: str) -> _Outcome:
         extra["event_times"] = np.where(triggered, t_end, np.nan)
     y_end = jax.tree.map(lambda a: np.asarray(a)[which, 0], ys_list[1])
     return _Outcome(ts, ys, bool(ok.all()), message, table, None, y_end, float(t_end[which]),
-                    extra)  # fmt: skip
+                    extra, interpolation)  # fmt: skip
 
 
 def solve(
@@ -343,6 +367,7 @@ def solve(
     rtol: float = 1e-6,
     atol: float = 1e-9,
     events=None,
+    dense: bool = False,
     *,
     batch: bool = False,
     batch_args: bool = False,
@@ -362,6 +387,10 @@ def solve(
         rtol, atol: relative and absolute tolerances of the local error.
         events: ``event(t, y, args) -> scalar``: the solve stops where it crosses
             zero (located by Newton's method), and ``event_time`` says when.
+        dense: keep the solver's own interpolant (each step's stages), so that
+            ``solution.evaluate(t)`` gives the state at any time inside the
+            integrated span to the solver's order of accuracy (``solve_ivp``'s
+            ``dense_output``). It costs memory for every step up to ``max_steps``.
         batch: ``y0``'s leaves carry a leading axis of B members, solved at once
             (``jax.vmap``); needs ``t_eval``; ``ys`` is ``(B, len(ts), ...)``,
             ``extra["member_success"]`` says which members finished.
@@ -384,6 +413,7 @@ def solve(
 
     started = time.perf_counter()
     t0, t1 = _check(f, t_span, y0, t_eval, method, rtol, atol, max_steps)
+    _check_dense(dense, y0, max_steps)
     batched = _check_batch(y0, args, t_eval, batch, batch_args)
     enable_persistent_cache()
     if events is not None and not callable(events):
@@ -430,7 +460,7 @@ def solve(
                        else "")
                 )  # fmt: skip
                 out = _attempt(f, explicit, min(EXPLICIT_BUDGET, max_steps), y0, t0, t1, t_eval,
-                               args, rtol, atol, events, clock, batched)  # fmt: skip
+                               args, rtol, atol, events, clock, batched, dense)  # fmt: skip
                 result = _outcome(out, explicit, t_eval, y0, t0, batched)
                 chosen = explicit
                 if not result.success:
@@ -459,7 +489,7 @@ def solve(
         else:
             reasons.append(f"method={method!r} as given")
         out = _attempt(f, chosen, max_steps, y0, t0, t1, t_eval, args, rtol, atol, events, clock,
-                       batched)  # fmt: skip
+                       batched, dense)  # fmt: skip
         result = _outcome(out, chosen, t_eval, y0, t0, batched)
     return _finish(result, chosen, reasons, rtol, atol, started, clock, t0, t1)
 
@@ -474,4 +504,5 @@ def _finish(result, chosen, reasons, rtol, atol, started, clock, t0, t1) -> ODES
     timings = Timings(clock["compile"], clock["run"], time.perf_counter() - started)
     return ODESolution(ts=ts, ys=ys, stats=stats, success=success, message=message, plan=plan,
                        timings=timings, event_time=event_time, extra=extra,
-                       members=stats.get("members"))  # fmt: skip
+                       members=stats.get("members"),
+                       interpolation=result.interpolation)  # fmt: skip
