@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxpro._result import Plan
 from jaxpro.errors import InputError
-from jaxpro.ode._solve import IMPLICIT_GAINS, MAX_STEPS, METHODS, solve
+from jaxpro.ode._solve import MAX_STEPS, METHODS, controller, solve
 
 __all__ = ["fit"]
 
@@ -131,7 +131,6 @@ def fit(
                          received=p0)  # fmt: skip
     chosen = probe.plan.method
     solver = getattr(diffrax, METHODS[chosen][0])()
-    gains = {} if METHODS[chosen][2] else IMPLICIT_GAINS
     term = diffrax.ODETerm(f)
 
     def fit_window(count: int, start_values):
@@ -145,7 +144,7 @@ def fit(
             solution = diffrax.diffeqsolve(
                 term, solver, t_start, float(window[-1]), None, state, params,
                 saveat=diffrax.SaveAt(ts=window),
-                stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol, **gains),
+                stepsize_controller=controller(chosen, rtol, atol, window),
                 max_steps=max_steps, adjoint=diffrax.ForwardMode(), throw=False,
             )  # fmt: skip
             # throw=False: a trial step that makes the ODE blow up gives non-finite

@@ -27,7 +27,7 @@ import numpy as np
 
 from jaxpro._result import Plan
 from jaxpro.errors import InputError
-from jaxpro.ode._solve import IMPLICIT_GAINS, MAX_STEPS, METHODS, _check, solve
+from jaxpro.ode._solve import MAX_STEPS, METHODS, _check, controller, solve
 
 __all__ = ["ADJOINTS", "ODEFunction", "solver"]
 
@@ -115,7 +115,6 @@ def solver(
     else:
         reasons.append(f"adjoint={adjoint!r} as given")
     solver_ = getattr(diffrax, METHODS[chosen][0])()
-    gains = {} if METHODS[chosen][2] else IMPLICIT_GAINS
     adjoint_ = (diffrax.BacksolveAdjoint() if adjoint == "backsolve"
                 else diffrax.RecursiveCheckpointAdjoint())  # fmt: skip
     term = diffrax.ODETerm(f)
@@ -125,7 +124,7 @@ def solver(
     def function(y0, args):
         solution = diffrax.diffeqsolve(
             term, solver_, t0, t1, None, y0, args, saveat=diffrax.SaveAt(ts=ts),
-            stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol, **gains),
+            stepsize_controller=controller(chosen, rtol, atol, ts),
             max_steps=max_steps, adjoint=adjoint_,
         )  # fmt: skip
         return solution.ys
