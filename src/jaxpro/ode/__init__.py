@@ -6,6 +6,8 @@ statistics, success flag and message, and the plan (which solver and why);
 :func:`solver`, the same solve as a differentiable JAX function of ``(y0, args)``
 with the adjoint chosen (an :class:`ODEFunction`); :func:`fit`, parameters (and
 initial states) from observations by jaxpro's least-squares engine;
+:func:`steady_state`, where a system settles (:class:`SteadyState`), with
+implicit-function gradients through ``solver(f, (t0, inf), None, ...)``;
 :func:`solve_sde`, Ito SDEs on one path or an ensemble.
 Diffrax loads on first use.
 """
@@ -16,5 +18,16 @@ from jaxpro.ode._function import solver as solver
 from jaxpro.ode._sde import solve_sde as solve_sde
 from jaxpro.ode._solution import ODESolution as ODESolution
 from jaxpro.ode._solve import solve as solve
+from jaxpro.ode._steady import SteadyState as SteadyState
+from jaxpro.ode._steady import steady_state as steady_state
 
-__all__ = ["ODEFunction", "ODESolution", "fit", "solve", "solve_sde", "solver"]
+__all__ = [
+    "ODEFunction",
+    "ODESolution",
+    "SteadyState",
+    "fit",
+    "solve",
+    "solve_sde",
+    "solver",
+    "steady_state",
+]

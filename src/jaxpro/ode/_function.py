@@ -11,6 +11,9 @@ Adjoint choice (``adjoint='auto'``), recorded in the plan:
 
 - ``RecursiveCheckpointAdjoint`` (Diffrax's default): gradients of the discrete
   solve itself, exact to rounding, with the forward states checkpointed;
+- ``ImplicitAdjoint`` for a steady state (``t_span = (t0, inf)``): the solve runs
+  until it settles and the gradient of ``y*`` comes from the implicit function
+  theorem at ``f(y*, args) = 0`` (see ``_steady.py``);
 - ``BacksolveAdjoint`` when the forward states would pass ``BACKSOLVE_BYTES``
   (accepted steps times state size, 8 bytes each): it integrates the adjoint
   backwards in constant memory, and its gradients are those of the continuous
@@ -28,11 +31,21 @@ import numpy as np
 from jaxpro._result import Plan
 from jaxpro.errors import InputError
 from jaxpro.ode._solve import MAX_STEPS, METHODS, _check, controller, solve
+from jaxpro.ode._steady import steady_function
 
 __all__ = ["ADJOINTS", "ODEFunction", "solver"]
 
-ADJOINTS = ("auto", "recursive", "backsolve")
+ADJOINTS = ("auto", "recursive", "backsolve", "implicit")
 BACKSOLVE_BYTES = 2e9
+
+
+def _to_infinity(t_span) -> bool:
+    """``t_span = (t0, inf)``: the function returns the steady state."""
+    try:
+        t0, t1 = (float(t) for t in t_span)
+    except (TypeError, ValueError):
+        return False  # _check says what is wrong with it
+    return t1 == float("inf") and np.isfinite(t0)
 
 
 @dataclass(frozen=True)
@@ -69,12 +82,15 @@ def solver(
 
     Args:
         f, t_span, t_eval, rtol, atol, max_steps: as in :func:`solve` (``t_eval``
-            is required: the outputs need a fixed shape).
+            is required: the outputs need a fixed shape). ``t_span = (t0, inf)``
+            with ``t_eval=None``: the function returns the steady state ``y*``
+            (see :func:`steady_state`).
         y0, args: an example state and example arguments: the method is chosen on
             them (``method='auto'``), and later calls must have their shapes.
         method: "auto" or one of :func:`solve`'s methods.
-        adjoint: "auto", "recursive" (checkpointed reverse mode through the solver)
-            or "backsolve" (the continuous adjoint, constant memory).
+        adjoint: "auto", "recursive" (checkpointed reverse mode through the solver),
+            "backsolve" (the continuous adjoint, constant memory) or "implicit"
+            (steady states only; their default).
 
     Returns:
         An :class:`ODEFunction`. It runs in the caller's precision: enable float64
@@ -87,11 +103,17 @@ def solver(
     import diffrax
     import jax
 
+    if adjoint not in ADJOINTS:
+        raise InputError(f"must be one of {ADJOINTS}", argument="adjoint", received=adjoint)
+    if _to_infinity(t_span):
+        return steady_function(f, float(t_span[0]), t_eval, y0, args, method, adjoint, rtol,
+                               atol, max_steps)  # fmt: skip
+    if adjoint == "implicit":
+        raise InputError("'implicit' needs a steady state: t_span = (t0, inf)",
+                         argument="adjoint", received=adjoint)  # fmt: skip
     if t_eval is None:
         raise InputError("is needed: the function's outputs need fixed times",
                          argument="t_eval")  # fmt: skip
-    if adjoint not in ADJOINTS:
-        raise InputError(f"must be one of {ADJOINTS}", argument="adjoint", received=adjoint)
     t0, t1 = _check(f, t_span, y0, t_eval, method, rtol, atol, max_steps)
     probe = solve(f, (t0, t1), y0, t_eval=t_eval, args=args, method=method, rtol=rtol,
                   atol=atol, max_steps=max_steps)  # fmt: skip
