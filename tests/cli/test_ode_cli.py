@@ -73,3 +73,97 @@ def test_bad_input_is_one_line_and_exit_2():
             continue
         result = CliRunner().invoke(cli, ["ode", "solve", *args])
         assert result.exit_code == 2 and message in result.output, (changes, result.output)
+
+
+def write_csv(path, header, rows):
+    path.write_text(",".join(header) + "\n" + "\n".join(",".join(f"{v:.17g}" for v in row)
+                                                         for row in rows) + "\n")  # fmt: skip
+    return path
+
+
+def lotka_volterra_data(tmp_path):
+    def lv(t, y, args):
+        a, b, c, d = args
+        return jnp.stack([a * y[0] - b * y[0] * y[1], -c * y[1] + d * y[0] * y[1]])
+
+    times = np.linspace(0.0, 10.0, 41)
+    clean = jaxpro.ode.solve(lv, (0.0, 10.0), jnp.array([10.0, 5.0]), t_eval=times,
+                             args=(1.5, 1.0, 3.0, 1.0), rtol=1e-10, atol=1e-12).ys  # fmt: skip
+    noisy = clean * (1 + 0.02 * np.random.default_rng(1).standard_normal(clean.shape))
+    rows = np.column_stack([times, noisy])[::-1]  # out of time order: the command sorts
+    return write_csv(tmp_path / "lv.csv", ["time", "prey", "predator"], rows), lv, times, noisy
+
+
+def test_ode_fit_recovers_lotka_volterra_and_matches_the_python_call(tmp_path):
+    data, lv, times, noisy = lotka_volterra_data(tmp_path)
+    result = CliRunner().invoke(cli, ["ode", "fit", str(data), "--rhs", LV, "--t", "time", "--y",
+                                      "y=predator,x=prey", "--p0", "a=1.4,b=0.95,c=3.1,d=1.05",
+                                      "--bounds", "a=0:inf", "--json", "--out",
+                                      str(tmp_path / "out")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    values = {n: p["value"] for n, p in payload["parameters"].items()}
+    want = jaxpro.ode.fit(lv, times, noisy, {"a": 1.4, "b": 0.95, "c": 3.1, "d": 1.05},
+                          noisy[0], bounds={"a": (0, np.inf)})  # fmt: skip
+    np.testing.assert_allclose([values[n] for n in "abcd"], want.values, rtol=1e-8)
+    # the truth (1.5, 1, 3, 1) within 4 standard errors (2% multiplicative noise)
+    stderr = {n: p["stderr"] for n, p in payload["parameters"].items()}
+    for name, truth in zip("abcd", (1.5, 1.0, 3.0, 1.0), strict=True):
+        assert abs(values[name] - truth) < 4 * stderr[name], (name, values[name], stderr[name])
+    assert payload["plan"]["settings"]["ode_method"] == "tsit5"
+    assert payload["timings"]["total_s"] >= payload["timings"]["run_s"] > 0
+    assert (tmp_path / "out" / "result.json").stat().st_size > 0
+    assert (tmp_path / "out" / "ode_fit.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ode_fit_of_a_decay_with_sigma_and_fitted_y0_equals_weighted_least_squares(tmp_path):
+    """Oracle: SciPy's curve_fit of the closed form x0 exp(-k t) with the same sigma."""
+    from scipy.optimize import curve_fit
+
+    times = np.linspace(0.0, 4.0, 25)
+    rng = np.random.default_rng(7)
+    sigma = 0.02 + 0.03 * rng.random(times.size)
+    observed = 3.0 * np.exp(-0.7 * times) + sigma * rng.standard_normal(times.size)
+    data = write_csv(tmp_path / "decay.csv", ["t", "x", "sx"],
+                     np.column_stack([times, observed, sigma]))  # fmt: skip
+    result = CliRunner().invoke(cli, ["ode", "fit", str(data), "--rhs", "dx = -k*x", "--t", "t",
+                                      "--y", "x=x", "--sigma", "x=sx", "--p0", "k=1",
+                                      "--fit-y0", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert list(payload["parameters"]) == ["k", "y0_0"]
+    values = [p["value"] for p in payload["parameters"].values()]
+    stderr = [p["stderr"] for p in payload["parameters"].values()]
+    popt, pcov = curve_fit(lambda t, k, x0: x0 * np.exp(-k * t), times, observed, p0=(1, 3),
+                           sigma=sigma)  # fmt: skip
+    np.testing.assert_allclose(values, popt, rtol=1e-6)
+    np.testing.assert_allclose(stderr, np.sqrt(np.diag(pcov)), rtol=1e-4)
+
+
+def test_ode_fit_bad_input_is_one_line_and_exit_2(tmp_path):
+    data = write_csv(tmp_path / "d.csv", ["t", "a", "b", "s"],
+                     [[0, 1, 1, 0.1], [1, 0.5, 0.6, 0.1], [2, 0.25, 0.3, 0.1]])  # fmt: skip
+    twice = write_csv(tmp_path / "twice.csv", ["t", "a"], [[0, 1], [0, 0.9], [1, 0.5]])
+    rhs = "dx = -k*x; dy = -m*y"
+    cases = (
+        ([str(data), "--rhs", rhs, "--t", "t", "--y", "x=a"],
+         "--y: must give a column for every state (x, y)"),
+        ([str(data), "--rhs", rhs, "--t", "t", "--y", "x=a,z=b"], "--y: z is not a state"),
+        ([str(data), "--rhs", rhs, "--t", "t", "--y", "x=a,y=b", "--sigma", "x=s"],
+         "--sigma: must give a column for every state"),
+        ([str(data), "--rhs", rhs, "--t", "a", "--y", "x=a,y=b"], "--t: column 'a' is also"),
+        ([str(data), "--rhs", rhs, "--t", "t", "--y", "x=a,y=nope"], "nope"),
+        ([str(data), "--rhs", rhs, "--t", "t", "--y", "x=a,y=b", "--y0", "x=1"],
+         "--y0: must give exactly the states x, y"),
+        ([str(data), "--rhs", rhs, "--t", "t", "--y", "x=a,y=b", "--t0", "-1"],
+         "--t0: needs --y0"),
+        ([str(data), "--rhs", "dx = -x", "--t", "t", "--y", "x=a"],
+         "--rhs: has no parameters to fit"),
+        ([str(data), "--rhs", rhs, "--t", "t", "--y", "x=a,y=b", "--p0", "q=1"], "--p0"),
+        ([str(twice), "--rhs", "dx = -k*x", "--t", "t", "--y", "x=a"],
+         "--t: must hold distinct times"),
+    )  # fmt: skip
+    for args, message in cases:
+        result = CliRunner().invoke(cli, ["ode", "fit", *args])
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+        assert result.output.strip().count("\n") == 0, result.output

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import time
 from collections.abc import Mapping
 
 import numpy as np
 
-from jaxpro._result import Plan
+from jaxpro._result import Plan, Timings
 from jaxpro.errors import InputError
 from jaxpro.ode._solve import MAX_STEPS, METHODS, controller, solve
 
@@ -103,6 +104,7 @@ def fit(
 
     import jaxpro
 
+    started = time.perf_counter()
     times = np.asarray(t_obs, dtype=float)
     observed = np.asarray(y_obs, dtype=float)
     if times.ndim != 1 or times.size < 2 or np.any(np.diff(times) <= 0):
@@ -133,6 +135,8 @@ def fit(
     solver = getattr(diffrax, METHODS[chosen][0])()
     term = diffrax.ODETerm(f)
 
+    clock: list[Timings] = []  # every window's fit: the result reports them all
+
     def fit_window(count: int, start_values):
         """jaxpro.fit on the first ``count`` observation times."""
         window = times[:count]
@@ -158,10 +162,12 @@ def fit(
         flat = observed[:count].reshape(-1)
         weights = None if sigma is None else np.broadcast_to(
             np.asarray(sigma, dtype=float), observed.shape)[:count].reshape(-1)  # fmt: skip
-        return jaxpro.fit(model, np.arange(flat.size, dtype=float), flat,
+        window_fit = jaxpro.fit(model, np.arange(flat.size, dtype=float), flat,
                           p0=dict(zip(names, start_values, strict=True)), sigma=weights,
                           bounds=bounds, absolute_sigma=absolute_sigma,
                           confidence=confidence)  # fmt: skip
+        clock.append(window_fit.timings)
+        return window_fit
 
     flat = observed.reshape(-1)
     result = fit_window(times.size, start_values)
@@ -196,4 +202,6 @@ def fit(
     plan = Plan(method=f"{result.plan.method} on {chosen}", reasons=reasons,
                 settings={**dict(result.plan.settings), "ode_method": chosen, "rtol": rtol,
                           "atol": atol, "t0": t_start, "fit_y0": fit_y0})  # fmt: skip
-    return dataclasses.replace(result, plan=plan)
+    compile_s = sum(c.compile or 0.0 for c in clock)
+    timings = Timings(compile_s, sum(c.run for c in clock), time.perf_counter() - started)
+    return dataclasses.replace(result, plan=plan, timings=timings)
