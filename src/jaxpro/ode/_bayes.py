@@ -29,7 +29,7 @@ import numpy as np
 
 from jaxpro._result import Plan
 from jaxpro.errors import InputError
-from jaxpro.ode._solve import METHODS, controller, solve
+from jaxpro.ode._solve import METHODS, controller, single_only, solve
 
 __all__ = ["bayes_fit"]
 
@@ -218,6 +218,7 @@ def bayes_fit(
 
     import jaxpro.bayes
 
+    single_only(f, "bayes_fit()")
     times = np.asarray(t_obs, dtype=float)
     observed = np.asarray(y_obs, dtype=float)
     if times.ndim != 1 or times.size < 2 or np.any(np.diff(times) <= 0):

@@ -22,7 +22,7 @@ import numpy as np
 
 from jaxpro._result import Plan, Timings
 from jaxpro.errors import InputError
-from jaxpro.ode._solve import MAX_STEPS, METHODS, controller, solve
+from jaxpro.ode._solve import MAX_STEPS, METHODS, controller, single_only, solve
 
 __all__ = ["fit"]
 
@@ -105,6 +105,7 @@ def fit(
     import jaxpro
 
     started = time.perf_counter()
+    single_only(f, "fit()")
     times = np.asarray(t_obs, dtype=float)
     observed = np.asarray(y_obs, dtype=float)
     if times.ndim != 1 or times.size < 2 or np.any(np.diff(times) <= 0):

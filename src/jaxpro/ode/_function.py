@@ -30,7 +30,7 @@ import numpy as np
 
 from jaxpro._result import Plan
 from jaxpro.errors import InputError
-from jaxpro.ode._solve import MAX_STEPS, METHODS, _check, controller, solve
+from jaxpro.ode._solve import MAX_STEPS, METHODS, _check, controller, single_only, solve
 from jaxpro.ode._steady import steady_function
 
 __all__ = ["ADJOINTS", "ODEFunction", "solver"]
@@ -103,6 +103,7 @@ def solver(
     import diffrax
     import jax
 
+    single_only(f, "solver()")
     if adjoint not in ADJOINTS:
         raise InputError(f"must be one of {ADJOINTS}", argument="adjoint", received=adjoint)
     if _to_infinity(t_span):
