@@ -78,8 +78,28 @@ def single_only(f, where: str) -> None:
                          f" {where} one function (their sum)", argument="f")  # fmt: skip
 
 
-def _check(f, t_span, y0, t_eval, method, rtol, atol, max_steps):
+def check_settings(y0, method, rtol, atol, max_steps, methods=tuple(METHODS)) -> list:
+    """Check ``y0`` (finite numbers), ``method`` (``'auto'`` or one of ``methods``), the
+    tolerances and ``max_steps``; returns ``y0``'s leaves."""
     import jax
+
+    leaves = jax.tree.leaves(y0)
+    if not leaves:
+        raise InputError("must hold at least one number", argument="y0", received=y0)
+    if not all(np.all(np.isfinite(np.asarray(leaf, dtype=float))) for leaf in leaves):
+        raise InputError("must be finite", argument="y0", received=y0)
+    if method != "auto" and method not in methods:
+        raise InputError(f"must be 'auto' or one of {tuple(methods)}", argument="method",
+                         received=method)  # fmt: skip
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            raise InputError("must be a number in (0, 1)", argument=name, received=value)
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise InputError("must be a positive integer", argument="max_steps", received=max_steps)
+    return leaves
+
+
+def _check(f, t_span, y0, t_eval, method, rtol, atol, max_steps):
 
     if not callable(f) and split_parts(f) is None:
         raise InputError("must be a function f(t, y, args), or a pair (explicit, implicit) of"
@@ -95,21 +115,7 @@ def _check(f, t_span, y0, t_eval, method, rtol, atol, max_steps):
     if not (math.isfinite(t0) and math.isfinite(t1)) or t0 == t1:
         raise InputError("must be two different finite times", argument="t_span",
                          received=t_span)  # fmt: skip
-    leaves = jax.tree.leaves(y0)
-    if not leaves:
-        raise InputError("must hold at least one number", argument="y0", received=y0)
-    for leaf in leaves:
-        values = np.asarray(leaf, dtype=float)
-        if not np.all(np.isfinite(values)):
-            raise InputError("must be finite", argument="y0", received=y0)
-    if method != "auto" and method not in METHODS:
-        raise InputError(f"must be 'auto' or one of {tuple(METHODS)}", argument="method",
-                         received=method)  # fmt: skip
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-            raise InputError("must be a number in (0, 1)", argument=name, received=value)
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise InputError("must be a positive integer", argument="max_steps", received=max_steps)
+    leaves = check_settings(y0, method, rtol, atol, max_steps)
     size = sum(int(np.size(leaf)) for leaf in leaves)
     if t_eval is None and size * max_steps > MAX_SAVED:
         raise InputError(

@@ -26,7 +26,14 @@ import numpy as np
 
 from jaxpro._result import Plan, Result, Timings, format_table
 from jaxpro.errors import InputError
-from jaxpro.ode._solve import MAX_STEPS, METHODS, _check_rhs, controller, single_only
+from jaxpro.ode._solve import (
+    MAX_STEPS,
+    METHODS,
+    _check_rhs,
+    check_settings,
+    controller,
+    single_only,
+)
 
 __all__ = ["SteadyState", "steady_program", "steady_state"]
 
@@ -119,25 +126,11 @@ def steady_program(f, method: str, max_steps: int, adjoint: str = "implicit"):
 
 
 def check_steady(f, y0, method: str, rtol, atol, max_steps) -> None:
-    import jax
-
     single_only(f, "steady_state()")
     if not callable(f):
         raise InputError("must be a function f(t, y, args)", argument="f", received=f)
-    leaves = jax.tree.leaves(y0)
-    if not leaves:
-        raise InputError("must hold at least one number", argument="y0", received=y0)
-    if not all(np.all(np.isfinite(np.asarray(leaf, dtype=float))) for leaf in leaves):
-        raise InputError("must be finite", argument="y0", received=y0)
-    allowed = tuple(m for m in METHODS if m != "kencarp5")  # IMEX needs a split pair
-    if method != "auto" and method not in allowed:
-        raise InputError(f"must be 'auto' or one of {allowed}", argument="method",
-                         received=method)  # fmt: skip
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-            raise InputError("must be a number in (0, 1)", argument=name, received=value)
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise InputError("must be a positive integer", argument="max_steps", received=max_steps)
+    # kencarp5 (IMEX) needs a split pair
+    check_settings(y0, method, rtol, atol, max_steps, [m for m in METHODS if m != "kencarp5"])
 
 
 METHOD_REASON = (
