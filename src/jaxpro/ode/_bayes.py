@@ -131,7 +131,7 @@ def _least_squares_start(f, times, observed, table, names, start, fit_y0, t0, no
     from jaxpro.ode._fit import fit
 
     medians = {n: _median(p) for n, p in table.items()}
-    keys = names + [f"y0_{i}" for i in range(start.size)] * fit_y0
+    keys = names + ([f"y0_{i}" for i in range(start.size)] if fit_y0 else [])
     try:
         result = fit(
             f, times, observed[:, 0] if observed.shape[1] == 1 else observed,

@@ -100,7 +100,6 @@ def check_settings(y0, method, rtol, atol, max_steps, methods=tuple(METHODS)) ->
 
 
 def _check(f, t_span, y0, t_eval, method, rtol, atol, max_steps):
-
     if not callable(f) and split_parts(f) is None:
         raise InputError("must be a function f(t, y, args), or a pair (explicit, implicit) of"
                          " them", argument="f", received=f)  # fmt: skip
@@ -137,7 +136,8 @@ def _check(f, t_span, y0, t_eval, method, rtol, atol, max_steps):
     return t0, t1
 
 
-DENSE_NUMBERS_PER_STEP = 12  # per state number: a step's stages and end points (Dopri8: 14)
+# per state number and step, the most any method keeps: Dopri8's 14 stages and y0, plus one
+DENSE_NUMBERS_PER_STEP = 16
 MAX_DENSE = 100_000_000  # numbers kept for the interpolant: 800 MB
 
 
