@@ -5,6 +5,7 @@ the function that needs them. The public entry points are
 
 - :func:`jaxpro.fit`, :func:`jaxpro.curve_fit`, :func:`jaxpro.least_squares`
   (nonlinear least squares, :mod:`jaxpro.fit`);
+- :func:`jaxpro.cfd.simulate` (2-D incompressible flows, :mod:`jaxpro.cfd`);
 - :func:`jaxpro.core.pmap_batch` (a function mapped over a batch split over
   every device, :mod:`jaxpro.core`);
 - :mod:`jaxpro.errors`, :mod:`jaxpro.expr` and :mod:`jaxpro.io`, shared by
@@ -29,6 +30,7 @@ _LAZY = {
     "FitResult": "jaxpro.fit",
     "use_cpu_cores": "jaxpro.core._mesh",
     "bayes": None,
+    "cfd": None,
     "core": None,
     "md": None,
     "ode": None,
@@ -38,7 +40,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from jaxpro import bayes, core, errors, expr, io, md, ode
+    from jaxpro import bayes, cfd, core, errors, expr, io, md, ode
     from jaxpro.core._mesh import use_cpu_cores
     from jaxpro.fit import FitResult, ManyFitResult, curve_fit, fit, fit_many, least_squares
 
@@ -47,6 +49,7 @@ __all__ = [
     "ManyFitResult",
     "__version__",
     "bayes",
+    "cfd",
     "core",
     "curve_fit",
     "errors",

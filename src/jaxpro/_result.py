@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Plan", "Result", "Timings", "format_table", "jsonable"]
+__all__ = ["Check", "Plan", "Result", "Timings", "format_table", "jsonable"]
 
 
 def jsonable(value: Any) -> Any:
@@ -117,6 +117,29 @@ def _short(value: Any) -> str:
     if isinstance(value, float):
         return format(value, ".3g")
     return str(value)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One validation check.
+
+    Attributes:
+        name: "energy_drift", "momentum", "divergence", ...
+        value: what was measured.
+        limit: the bound it is held to.
+        passed: whether it holds.
+        message: the measurement in words, with advice when it fails.
+    """
+
+    name: str
+    value: float
+    limit: float
+    passed: bool
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "limit": self.limit,
+                "passed": self.passed, "message": self.message}  # fmt: skip
 
 
 @dataclass(frozen=True)

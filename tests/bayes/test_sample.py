@@ -159,6 +159,9 @@ def test_unknown_method_is_refused(regression_data):
 # ----------------------------------------------------------------------------- 2. tall data
 
 
+# slow (9 s cold): the default suite keeps under 15 minutes; HMCECS stays there in
+# test_validation.py's tall-data test against the exact posterior
+@pytest.mark.slow
 def test_tall_subsample_aware_model_uses_hmcecs_and_agrees_with_nuts(tall_data):
     """20,000 rows: HMCECS (about 9 s here), checked against plain NUTS on all the data."""
     x, y = tall_data
@@ -195,6 +198,9 @@ def eight_schools():
     return load("eight_schools_noncentered")
 
 
+# slow (10 s cold): the default suite keeps under 15 minutes; the repair of the centred
+# eight schools stays there in test_validation.py (against Stan) and the bayes demo
+@pytest.mark.slow
 def test_centred_eight_schools_is_repaired_to_the_reference(eight_schools):
     p = sample(eight_schools_centered, progress=False, **eight_schools.data)
     assert p.ok, p.problems

@@ -94,6 +94,9 @@ def lotka_volterra_data(tmp_path):
     return write_csv(tmp_path / "lv.csv", ["time", "prey", "predator"], rows), lv, times, noisy
 
 
+# slow (8 s cold): the default suite keeps under 15 minutes; the command's fit stays
+# there with the decay below, and Lotka-Volterra's in tests/ode/test_ode_fit.py
+@pytest.mark.slow
 def test_ode_fit_recovers_lotka_volterra_and_matches_the_python_call(tmp_path):
     data, lv, times, noisy = lotka_volterra_data(tmp_path)
     result = CliRunner().invoke(cli, ["ode", "fit", str(data), "--rhs", LV, "--t", "time", "--y",

@@ -7,35 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from jaxpro._result import Plan, Result, Timings, format_table
+from jaxpro._result import Check, Plan, Result, Timings, format_table
 
 __all__ = ["Check", "Trajectory"]
 
 # to_dict() carries the sampled positions only up to this many numbers
 MAX_JSON_POSITIONS = 200_000
-
-
-@dataclass(frozen=True)
-class Check:
-    """One validation check.
-
-    Attributes:
-        name: "energy_drift", "momentum", "temperature", ...
-        value: what was measured.
-        limit: the bound it is held to.
-        passed: whether it holds.
-        message: the measurement in words, with advice when it fails.
-    """
-
-    name: str
-    value: float
-    limit: float
-    passed: bool
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "value": self.value, "limit": self.limit,
-                "passed": self.passed, "message": self.message}  # fmt: skip
 
 
 @dataclass(frozen=True, repr=False)
