@@ -10,7 +10,7 @@ from jaxpro.cfd import _runner
 from jaxpro.core._checkpoint import checkpoint_steps
 from jaxpro.errors import InputError
 
-RUN = {"flow": "decaying_turbulence", "grid": 32, "t_end": 1.0, "record_every": 0.1}
+RUN = {"flow": "decaying_turbulence", "grid": 32, "t_end": 1.0, "record_every": 0.1, "frames": 5}
 
 
 def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
@@ -33,6 +33,9 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     np.testing.assert_array_equal(resumed.velocity, straight.velocity)
     np.testing.assert_array_equal(resumed.kinetic_energy, straight.kinetic_energy)
     np.testing.assert_array_equal(resumed.times, straight.times)
+    # the snapshots taken before the interruption come back from the checkpoint
+    np.testing.assert_array_equal(resumed.frames, straight.frames)
+    np.testing.assert_array_equal(resumed.frame_times, straight.frame_times)
     assert resumed.steps == straight.steps
     # a finished run in the folder: the same call gives the result without stepping
     again = cfd.simulate(**RUN, checkpoint_dir=folder, checkpoint_every=2)

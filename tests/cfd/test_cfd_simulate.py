@@ -130,6 +130,7 @@ def test_float32_runs_the_same_flow():
         ({"domain": (1.0, 1.0)}, "domain", "named flow"),
         ({"checkpoint_dir": 3}, "checkpoint_dir", "3"),
         ({"checkpoint_every": 0}, "checkpoint_every", "0"),
+        ({"frames": -1}, "frames", "-1"),
     ],
 )
 def test_bad_input_names_the_argument(kwargs, argument, quoted):
@@ -145,3 +146,29 @@ def test_a_fixed_dt_past_the_viscous_limit_is_refused():
     with pytest.raises(InputError, match="viscous limit"):
         cfd.simulate("taylor_green", grid=64, viscosity=0.5, dt=0.01, method="finite_volume",
                      t_end=0.1)  # fmt: skip
+
+
+def test_snapshots_make_a_gif_and_missing_ones_are_named(tmp_path):
+    result = cfd.simulate("taylor_green", grid=16, viscosity=0.05, t_end=1.0, record_every=0.1,
+                          frames=5)  # fmt: skip
+    assert result.frames.shape == (6, 16, 16)  # t = 0 and every other record
+    np.testing.assert_allclose(result.frame_times, [0, 0.2, 0.4, 0.6, 0.8, 1.0], atol=1e-12)
+    np.testing.assert_array_equal(result.frames[-1], result.vorticity)
+    out = result.animate(tmp_path / "vorticity.gif", fps=5)
+    assert out.read_bytes()[:6] == b"GIF89a"
+    with pytest.raises(InputError, match=r"path: must end in \.gif or \.mp4"):
+        result.animate(tmp_path / "vorticity.avi")
+    bare = cfd.simulate("taylor_green", grid=16, viscosity=0.05, t_end=0.1)
+    assert bare.frames is None
+    with pytest.raises(InputError, match="frames"):
+        bare.animate(tmp_path / "none.gif")
+
+
+def test_a_grid_too_coarse_for_the_reynolds_number_is_flagged():
+    # 16^2 at Re = 1000: cell Reynolds number 62 (32^2 measured 8% off Ghia's centrelines)
+    with pytest.warns(SimulationWarning, match="under-resolves"):
+        result = cfd.simulate("lid_driven_cavity", grid=16, reynolds=1000, t_end=0.5)
+    check = next(c for c in result.checks if c.name == "resolution")
+    assert not check.passed and check.value == pytest.approx(62.5)
+    assert "at least 63 cells" in check.message
+    assert not result.ok

@@ -25,11 +25,13 @@ def test_cavity_prints_the_summary_and_the_centreline_and_saves(tmp_path):
         assert (out / name).stat().st_size > 0
 
 
-def test_turbulence_json_carries_the_records():
+def test_turbulence_json_carries_the_records(tmp_path):
+    movie = tmp_path / "w.gif"
     result = CliRunner().invoke(cli, ["cfd", "turbulence", "--grid", "32", "--t-end", "0.5",
-                                      "--json"])  # fmt: skip
+                                      "--json", "--animate", str(movie)])  # fmt: skip
     assert result.exit_code == 0, result.output
-    payload = json.loads(result.output)
+    assert movie.read_bytes()[:6] == b"GIF89a"
+    payload = json.loads(result.stdout)
     assert payload["flow"] == "decaying_turbulence" and payload["method"] == "spectral"
     assert len(payload["kinetic_energy"]) == len(payload["times"]) == 101
     assert np.all(np.diff(payload["kinetic_energy"]) < 0)  # unforced: energy only decays

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,12 +63,16 @@ class FlowResult(Result):
         x, y: the cell-centre coordinates.
         dt, steps: the final time step and the steps taken.
         steady: for a run to steady state, whether it got there (else None);
-            residual: ``max |u(t) - u(t - T)| / T`` over each record interval T.
+            residual: ``max |u(t) - u(t - T)| / T`` over each record interval T
+            (cell-centred velocities; NaN at t = 0).
         checks: the validation checks (incompressibility, CFL, and the flow's
             own: the analytic Taylor-Green solution, reaching a steady state).
         native: the final fields in the method's own layout (staggered faces or
             the vorticity's FFT), for centreline profiles and restarts.
         plan, timings: the method and why; compile and run times.
+        frames, frame_times: vorticity snapshots ``(k, nx, ny)`` and their times
+            (``simulate(..., frames=k)``; None when none were kept), for
+            :meth:`animate`.
     """
 
     flow: str
@@ -95,6 +100,8 @@ class FlowResult(Result):
     timings: Timings
     native: dict[str, np.ndarray] = field(default_factory=dict)
     lid: float = 0.0
+    frames: np.ndarray | None = None
+    frame_times: np.ndarray | None = None
     kind: str = "flow"
 
     @property
@@ -157,6 +164,48 @@ class FlowResult(Result):
         values = np.concatenate([[0.0], profile, [0.0]])
         scale = self.lid if self.lid else 1.0
         return np.interp(np.asarray(x, dtype=float), xs, values) / scale
+
+    def animate(self, path, fps: int = 10) -> Path:
+        """Write the vorticity snapshots as an animation: ``.gif`` (Pillow, always
+        available) or ``.mp4`` (needs ffmpeg on the PATH).
+
+        Returns:
+            The file's path.
+        """
+        from matplotlib import animation
+        from matplotlib.figure import Figure
+
+        if self.frames is None or len(self.frames) < 2:
+            raise InputError(
+                "needs vorticity snapshots: run simulate(..., frames=k) with k >= 2",
+                argument="frames", received=None if self.frames is None else len(self.frames),
+            )  # fmt: skip
+        out = Path(path)
+        if out.suffix.lower() not in (".gif", ".mp4"):
+            raise InputError("must end in .gif or .mp4", argument="path", received=str(path))
+        if out.suffix.lower() == ".mp4" and not animation.FFMpegWriter.isAvailable():
+            raise InputError("an .mp4 needs ffmpeg on the PATH; write a .gif instead",
+                             argument="path", received=str(path))  # fmt: skip
+        figure = Figure(figsize=(5, 5 * self.domain[1] / self.domain[0]), layout="constrained")
+        axes = figure.subplots()
+        limit = float(np.percentile(np.abs(self.frames), 99)) or 1.0
+        image = axes.imshow(
+            self.frames[0].T, origin="lower", extent=(0, self.domain[0], 0, self.domain[1]),
+            cmap="RdBu_r", vmin=-limit, vmax=limit,
+        )  # fmt: skip
+        title = axes.set_title("")
+
+        def draw(i):
+            image.set_data(self.frames[i].T)
+            title.set_text(f"vorticity, t = {self.frame_times[i]:.3g}")
+            return image, title
+
+        movie = animation.FuncAnimation(figure, draw, frames=len(self.frames), blit=False)
+        writer = animation.PillowWriter(fps=fps) if out.suffix.lower() == ".gif" else (
+            animation.FFMpegWriter(fps=fps))  # fmt: skip
+        out.parent.mkdir(parents=True, exist_ok=True)
+        movie.save(out, writer=writer)
+        return out
 
     def summary(self) -> str:
         nx, ny = self.grid

@@ -39,6 +39,8 @@ class Resume:
     halvings: int
     record: int
     steady: bool | None
+    frames: list
+    frame_times: list
 
 
 def fingerprint(settings: dict[str, Any], field: np.ndarray | None) -> str:
@@ -49,15 +51,21 @@ def fingerprint(settings: dict[str, Any], field: np.ndarray | None) -> str:
     return digest.hexdigest()[:32]
 
 
-def save(directory: Path, record: int, state, rows: dict[str, list[float]], clock: dict,
-         print_: str) -> None:  # fmt: skip
-    """Save the run after record ``record`` (the checkpoint's step number)."""
+def save(directory: Path, record: int, state, records, clock: dict, print_: str) -> None:
+    """Save the run after record ``record`` (the checkpoint's step number).
+
+    ``records``: the loop's records (their rows, vorticity frames and frame times).
+    """
     from jaxpro.core._checkpoint import save_checkpoint
 
+    rows = records.rows
     tree = {
         "state": state,
         "records": {key: np.asarray(values, dtype=np.float64) for key, values in rows.items()},
     }
+    if records.frames:  # Orbax refuses zero-size arrays: no frames, no entry
+        tree["frames"] = np.stack(records.frames)
+        tree["frame_times"] = np.asarray(records.frame_times, dtype=np.float64)
     save_checkpoint(directory, record, tree, keep=KEEP,
                     metadata={"fingerprint": print_, "clock": clock})  # fmt: skip
 
@@ -93,4 +101,7 @@ def load(directory: Path, print_: str, like_state) -> Resume | None:
     return Resume(state=state, rows=rows, t=float(clock["t"]), taken=int(clock["taken"]),
                   dt=float(clock["dt"]), steps=int(clock["steps"]),
                   halvings=int(clock["halvings"]), record=restored.step,
-                  steady=clock.get("steady"))  # fmt: skip
+                  steady=clock.get("steady"),
+                  frames=list(np.asarray(restored.tree.get("frames", np.zeros((0, 1, 1))))),
+                  frame_times=list(np.asarray(restored.tree.get("frame_times", [])))
+                  )  # fmt: skip

@@ -231,6 +231,7 @@ def simulate(
     checkpoint_dir=None,
     *,
     checkpoint_every: int | None = None,
+    frames: int = 0,
     domain: tuple[float, float] | None = None,
     seed: int = 0,
     precision: str = "float64",
@@ -261,6 +262,8 @@ def simulate(
             one (a folder of another run is refused).
         checkpoint_every: records between checkpoints (default 10; the last
             record is always saved).
+        frames: keep about this many vorticity snapshots (evenly spaced records)
+            for :meth:`FlowResult.animate` (default none).
         domain: ``(lx, ly)`` for a user field.
         seed: the random start of the turbulent flows.
         precision: "float64" (default) or "float32".
@@ -300,6 +303,9 @@ def simulate(
     ):  # fmt: skip
         raise InputError("must be a positive number of records", argument="checkpoint_every",
                          received=checkpoint_every)  # fmt: skip
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 0:
+        raise InputError("must be a whole number of snapshots >= 0", argument="frames",
+                         received=frames)  # fmt: skip
     if checkpoint_dir is not None and (
         not isinstance(checkpoint_dir, str | Path) or not str(checkpoint_dir)
     ):
@@ -320,7 +326,7 @@ def simulate(
             checkpoint = (Path(checkpoint_dir).absolute(), every, settings, field)
         return run(engine, spec, cells, domain, nu, re, t_end, dt, record_every,
                    steady_tol, max_time, progress, reasons, x, y, start_clock,
-                   checkpoint)  # fmt: skip
+                   checkpoint, frames)  # fmt: skip
 
 
 def setup(flow, grid, domain, precision):

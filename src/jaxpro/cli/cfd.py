@@ -21,6 +21,8 @@ from jaxpro.cli._app import debug_option, info
 
 __all__ = ["cfd"]
 
+ANIMATION_FRAMES = 50
+
 
 @click.group("cfd")
 def cfd() -> None:
@@ -38,7 +40,7 @@ def _dt(value: str):
         raise InputError("must be a number or auto", argument="--dt", received=value) from None
 
 
-def _report(result, out: str | None, as_json: bool, strict: bool) -> None:
+def _report(result, out: str | None, as_json: bool, strict: bool, animate=None) -> None:
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -46,6 +48,8 @@ def _report(result, out: str | None, as_json: bool, strict: bool) -> None:
     if out is not None:
         directory = result.save(out)
         info(f"saved: {directory}", json_output=as_json)
+    if animate is not None:
+        info(f"animation: {result.animate(animate)}", json_output=as_json)
     if strict and not result.ok:
         raise SystemExit(1)
 
@@ -70,6 +74,11 @@ _common = [
         show_default=True,
     ),
     click.option("--out", type=click.Path(file_okay=False), help="Save results and figures here."),
+    click.option(
+        "--animate",
+        type=click.Path(dir_okay=False),
+        help="Write the vorticity as an animation (.gif, or .mp4 with ffmpeg).",
+    ),
     click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
     click.option("--strict", is_flag=True, help="Exit with code 1 when a check fails."),
     debug_option,
@@ -92,14 +101,15 @@ def _with_common(command):
               default="auto", show_default=True)  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
 @_with_common
-def turbulence(grid, t_end, reynolds, forced, method, seed, dt, precision, out, as_json, strict):
+def turbulence(grid, t_end, reynolds, forced, method, seed, dt, precision, out, animate, as_json,
+               strict):  # fmt: skip
     """Decaying (or, with --forced, Kolmogorov) 2-D turbulence on a periodic square."""
     result = _run(
         flow="kolmogorov" if forced else "decaying_turbulence", grid=grid, t_end=t_end,
         reynolds=reynolds, method=method, seed=seed, dt=_dt(dt), precision=precision,
-        progress=not as_json,
+        progress=not as_json, frames=ANIMATION_FRAMES if animate else 0,
     )  # fmt: skip
-    _report(result, out, as_json, strict)
+    _report(result, out, as_json, strict, animate)
 
 
 @cfd.command("cavity")
@@ -108,13 +118,13 @@ def turbulence(grid, t_end, reynolds, forced, method, seed, dt, precision, out, 
 @click.option("--grid", type=int, default=64, show_default=True, help="Cells a side.")
 @click.option("--t-end", type=float, default=None, help="Flow time (default: until steady).")
 @_with_common
-def cavity(reynolds, grid, t_end, dt, precision, out, as_json, strict):
+def cavity(reynolds, grid, t_end, dt, precision, out, animate, as_json, strict):
     """Lid-driven cavity (jaxpro's projection solver), to steady state by default."""
     result = _run(
         flow="lid_driven_cavity", grid=grid, reynolds=reynolds, t_end=t_end, dt=_dt(dt),
-        precision=precision, progress=not as_json,
+        precision=precision, progress=not as_json, frames=ANIMATION_FRAMES if animate else 0,
     )  # fmt: skip
-    _report(result, out, as_json, strict)
+    _report(result, out, as_json, strict, animate)
     if not as_json:
         heights = (0.1, 0.25, 0.5, 0.75, 0.9)
         values = ", ".join(f"{u:.4f}" for u in result.centerline_u(heights))
