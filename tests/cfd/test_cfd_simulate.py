@@ -105,6 +105,9 @@ def test_float32_runs_the_same_flow():
     result = cfd.simulate("taylor_green", grid=32, viscosity=0.05, t_end=0.5, precision="float32")
     assert result.ok
     assert "precision float32" in result.plan.reasons
+    # the random start is mean-free in float32 too: still the spectral method
+    turbulence = cfd.simulate("decaying_turbulence", grid=32, t_end=0.1, precision="float32")
+    assert turbulence.method == "spectral"
 
 
 @pytest.mark.parametrize(

@@ -83,7 +83,9 @@ def _filtered_random(peak_wavenumber: float, maximum_velocity: float):
         v = _shift_half(velocity[1].data, 1, TWO_PI, sign=-1.0)
         # its mean is rounding noise of the projection (1e-9 of the peak): removed,
         # so the field is exactly what a periodic solver can carry
-        u, v = np.asarray(u), np.asarray(v)
+        # (in float64: under precision='float32' the field comes back in float32,
+        # whose own mean subtraction leaves 1e-9 of the peak)
+        u, v = np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64)
         return u - u.mean(), v - v.mean()
 
     return start
