@@ -6,6 +6,7 @@ the function that needs them. The public entry points are
 - :func:`jaxpro.fit`, :func:`jaxpro.curve_fit`, :func:`jaxpro.least_squares`
   (nonlinear least squares, :mod:`jaxpro.fit`);
 - :func:`jaxpro.cfd.simulate` (2-D incompressible flows, :mod:`jaxpro.cfd`);
+- :func:`jaxpro.plan` (the decision jaxpro would take, :mod:`jaxpro.advisor`);
 - :func:`jaxpro.core.pmap_batch` (a function mapped over a batch split over
   every device, :mod:`jaxpro.core`);
 - :mod:`jaxpro.errors`, :mod:`jaxpro.expr` and :mod:`jaxpro.io`, shared by
@@ -29,6 +30,8 @@ _LAZY = {
     "least_squares": "jaxpro.fit",
     "FitResult": "jaxpro.fit",
     "use_cpu_cores": "jaxpro.core._mesh",
+    "plan": "jaxpro.advisor",
+    "advisor": None,
     "bayes": None,
     "cfd": None,
     "core": None,
@@ -40,7 +43,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from jaxpro import bayes, cfd, core, errors, expr, io, md, ode
+    from jaxpro import advisor, bayes, cfd, core, errors, expr, io, md, ode
+    from jaxpro.advisor import plan
     from jaxpro.core._mesh import use_cpu_cores
     from jaxpro.fit import FitResult, ManyFitResult, curve_fit, fit, fit_many, least_squares
 
@@ -48,6 +52,7 @@ __all__ = [
     "FitResult",
     "ManyFitResult",
     "__version__",
+    "advisor",
     "bayes",
     "cfd",
     "core",
@@ -60,6 +65,7 @@ __all__ = [
     "least_squares",
     "md",
     "ode",
+    "plan",
     "use_cpu_cores",
 ]
 

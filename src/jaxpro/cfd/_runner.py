@@ -90,12 +90,13 @@ def _auto_dt(engine, diag0, spec, nu, reasons) -> float:
 
 def run(engine, spec, cells, domain, nu, re, t_end, dt, record_every, steady_tol,
         max_time, progress, reasons, x, y, start_clock, checkpoint=None,
-        frames: int = 0) -> FlowResult:  # fmt: skip
+        frames: int = 0, max_records: int | None = None) -> FlowResult:  # fmt: skip
     """Run ``engine`` to ``t_end`` (or to steady state when it is None) and build the result.
 
     ``checkpoint``: None, or ``(directory, every, settings, field)``: save every
     ``every`` records into ``directory`` and resume from its last checkpoint.
     ``frames``: about how many vorticity snapshots to keep (evenly spaced records).
+    ``max_records``: stop after this many records (``jaxpro.plan`` times one).
     """
     import jax
 
@@ -192,6 +193,17 @@ def run(engine, spec, cells, domain, nu, re, t_end, dt, record_every, steady_tol
                 _restart.save(directory, record, state, records, clock, print_)
 
     program(steps)  # compiled before the clock starts: timings.run is execution only
+    try:
+        memory = programs[steps].memory_analysis()
+    except Exception:  # not every backend reports it
+        memory = None
+    program_bytes = None if memory is None else int(
+        memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes
+    )  # fmt: skip
+    reasons.append(
+        f"{steps} steps per record, one compiled program"
+        + (f" of {program_bytes / 2**20:.3g} MiB" if program_bytes else "")
+    )
     run_tic = time.perf_counter()
     with _progress(progress, total) as bar:
         while t < total * (1 - 1e-12) and not steady:
@@ -210,7 +222,7 @@ def run(engine, spec, cells, domain, nu, re, t_end, dt, record_every, steady_tol
                     continue
                 partial = _result(engine, spec, state, records, cells, domain, nu, re, dt,
                                   taken, steady, reasons, x, y, compile_s, run_tic,
-                                  start_clock, t_end)  # fmt: skip
+                                  start_clock, t_end, program_bytes)  # fmt: skip
                 advice = ("use a smaller dt or dt='auto'" if not auto else
                           "refine the grid or raise the viscosity")  # fmt: skip
                 raise SimulationError(f"{what}; stopped at the last good record (t = {t:.4g}):"
@@ -232,10 +244,13 @@ def run(engine, spec, cells, domain, nu, re, t_end, dt, record_every, steady_tol
             # saved after the dt decision, so a resumed run steps exactly as this one
             if saver is not None:
                 saver(final=bool(steady) or t >= total * (1 - 1e-12))
+            if max_records is not None and record >= max_records:
+                break
         if until_steady and steady is None:
             steady = False
     return _result(engine, spec, state, records, cells, domain, nu, re, dt, taken, steady,
-                   reasons, x, y, compile_s, run_tic, start_clock, t_end)  # fmt: skip
+                   reasons, x, y, compile_s, run_tic, start_clock, t_end,
+                   program_bytes)  # fmt: skip
 
 
 def _change(old, new) -> float:
@@ -295,7 +310,7 @@ def _checks(spec, records, state, engine, nu, steady, x, y, t) -> tuple[Check, .
 
 
 def _result(engine, spec, state, records, cells, domain, nu, re, dt, taken, steady, reasons,
-            x, y, compile_s, run_tic, start_clock, t_end) -> FlowResult:  # fmt: skip
+            x, y, compile_s, run_tic, start_clock, t_end, program_bytes=None) -> FlowResult:  # fmt: skip
     import jax
 
     run_s = time.perf_counter() - run_tic
@@ -310,6 +325,7 @@ def _result(engine, spec, state, records, cells, domain, nu, re, dt, taken, stea
         settings={
             "grid": list(cells), "domain": list(domain), "viscosity": nu, "reynolds": re,
             "dt": dt, "t_end": t_end, "devices": len(jax.devices()),
+            "program_bytes": program_bytes,
         },
     )  # fmt: skip
     native = {k: np.asarray(v) for k, v in engine.native(state).items()}

@@ -232,6 +232,7 @@ def simulate(
     *,
     checkpoint_every: int | None = None,
     frames: int = 0,
+    _max_records: int | None = None,
     domain: tuple[float, float] | None = None,
     seed: int = 0,
     precision: str = "float64",
@@ -326,7 +327,7 @@ def simulate(
             checkpoint = (Path(checkpoint_dir).absolute(), every, settings, field)
         return run(engine, spec, cells, domain, nu, re, t_end, dt, record_every,
                    steady_tol, max_time, progress, reasons, x, y, start_clock,
-                   checkpoint, frames)  # fmt: skip
+                   checkpoint, frames, _max_records)  # fmt: skip
 
 
 def setup(flow, grid, domain, precision):

@@ -1,0 +1,47 @@
+"""The advisor: the decision jaxpro would take for a problem, before running it.
+
+:func:`plan` (also ``jaxpro.plan`` and ``jaxpro plan`` on the command line)
+states the method, the call to make, why, the expected memory and time on the
+current devices, and the validation that will run. It is computed by the code
+the domains run (never a separate table): ``fit`` by the fit's own settings
+and layout rules plus a calibration fit, ``cfd`` by one record of the real
+simulation. Other domains join as their decision code is factored out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jaxpro.advisor._advice import Advice as Advice
+
+__all__ = ["DOMAINS", "Advice", "plan"]
+
+DOMAINS = ("fit", "cfd")
+
+
+def plan(domain: str, **facts: Any) -> Advice:
+    """The decision jaxpro would take for a ``domain`` problem described by ``facts``.
+
+    Args:
+        domain: "fit" (facts: ``n``, ``params``, ``bounds=False``, ``loss="linear"``,
+            ``method=None``, ``calibrate=True``) or "cfd" (facts: ``flow``, ``grid``,
+            ``reynolds`` or ``viscosity``, ``t_end``, ``method``, ``precision``: as
+            :func:`jaxpro.cfd.simulate`).
+
+    Returns:
+        An :class:`Advice`.
+    """
+    from jaxpro.errors import InputError
+
+    if domain == "fit":
+        from jaxpro.advisor._fit import plan_fit
+
+        return plan_fit(**facts)
+    if domain == "cfd":
+        from jaxpro.advisor._cfd import plan_cfd
+
+        return plan_cfd(**facts)
+    raise InputError(
+        f"must be one of {DOMAINS} (bayes, ode and md are not covered by plan yet)",
+        argument="domain", received=domain,
+    )  # fmt: skip

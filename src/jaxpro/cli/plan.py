@@ -1,0 +1,72 @@
+"""``jaxpro plan``: the decision jaxpro would take, before running anything.
+
+Examples::
+
+    jaxpro plan fit --n 10000000 --params 3 --bounds
+    jaxpro plan cfd --grid 256 --t-end 10 --json
+
+print the method, the call to make, why, the expected memory and time on this
+machine's devices, and the validation the run will make (``--json``: the same as
+JSON). The decision comes from the code a real run executes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from jaxpro.cli._app import debug_option
+
+__all__ = ["plan"]
+
+
+@click.group("plan")
+def plan() -> None:
+    """What jaxpro would do for a problem, why, and at what cost (nothing is run for real)."""
+
+
+def _show(advice, as_json: bool) -> None:
+    click.echo(json.dumps(advice.to_dict(), indent=2) if as_json else advice.summary())
+
+
+@plan.command("fit")
+@click.option("--n", "n", type=int, required=True, help="Data points.")
+@click.option("--params", type=int, required=True, help="Model parameters.")
+@click.option("--bounds", is_flag=True, help="The parameters have bounds.")
+@click.option("--loss", default="linear", show_default=True,
+              help="linear, soft_l1, huber, cauchy or arctan.")  # fmt: skip
+@click.option("--method", type=click.Choice(["auto", "lm", "trf"]), default="auto",
+              show_default=True)  # fmt: skip
+@click.option("--no-calibrate", is_flag=True, help="Skip the timing fit (no time estimate).")
+@click.option("--json", "as_json", is_flag=True, help="Print the advice as JSON.")
+@debug_option
+def fit(n, params, bounds, loss, method, no_calibrate, as_json) -> None:
+    """A nonlinear least-squares fit of N points with PARAMS parameters."""
+    import jaxpro.advisor
+
+    advice = jaxpro.advisor.plan("fit", n=n, params=params, bounds=bounds, loss=loss,
+                                 method=None if method == "auto" else method,
+                                 calibrate=not no_calibrate)  # fmt: skip
+    _show(advice, as_json)
+
+
+@plan.command("cfd")
+@click.option("--flow", default="decaying_turbulence", show_default=True,
+              help="taylor_green, decaying_turbulence, kolmogorov, lid_driven_cavity, channel.")  # fmt: skip
+@click.option("--grid", type=int, default=256, show_default=True, help="Cells a side.")
+@click.option("--re", "reynolds", type=float, default=None, help="Reynolds number.")
+@click.option("--t-end", type=float, default=None, help="Flow time (default: the flow's).")
+@click.option("--method", type=click.Choice(["auto", "spectral", "finite_volume"]),
+              default="auto", show_default=True)  # fmt: skip
+@click.option("--precision", type=click.Choice(["float64", "float32"]), default="float64",
+              show_default=True)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the advice as JSON.")
+@debug_option
+def cfd(flow, grid, reynolds, t_end, method, precision, as_json) -> None:
+    """A 2-D flow simulation (times one record of the real run)."""
+    import jaxpro.advisor
+
+    advice = jaxpro.advisor.plan("cfd", flow=flow, grid=grid, reynolds=reynolds, t_end=t_end,
+                                 method=method, precision=precision)  # fmt: skip
+    _show(advice, as_json)

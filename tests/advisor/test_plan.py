@@ -1,0 +1,112 @@
+"""jaxpro.plan: the advice, and that it is what a real run does (the same code decides)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import jaxpro
+import jaxpro.cfd as cfd
+from jaxpro.cli import cli
+from jaxpro.errors import InputError
+
+
+def test_a_ten_million_point_bounded_fit_is_trf_in_chunks():
+    advice = jaxpro.plan("fit", n=10_000_000, params=3, bounds=True, calibrate=False)
+    assert advice.method == "trf"
+    assert advice.plan.settings["layout"] == "chunked"
+    assert "bounds" in advice.call
+    # x, y and weights in float64 are 229 MiB; the advice cannot be below them
+    assert advice.memory_bytes >= 3 * 8 * 10_000_000
+    assert advice.seconds is None and "calibrate=False" in advice.seconds_note
+    assert any("LM cannot honour bounds" in r for r in advice.plan.reasons)
+    payload = json.loads(advice.to_json())
+    assert payload["kind"] == "advice" and payload["method"] == "trf"
+
+
+@pytest.mark.parametrize(
+    ("facts", "fit_kwargs"),
+    [
+        ({}, {}),
+        ({"bounds": True}, {"bounds": ([0, 0, 0], [np.inf] * 3)}),
+        ({"loss": "huber"}, {"loss": "huber"}),
+    ],
+)
+def test_fit_advice_chooses_what_the_fit_chooses(facts, fit_kwargs):
+    rng = np.random.default_rng(3)
+    x = np.linspace(0, 4, 2000)
+    y = 2.0 * np.exp(-0.7 * x) + 0.3 + 0.01 * rng.standard_normal(x.size)
+    advice = jaxpro.plan("fit", n=x.size, params=3, calibrate=False, **facts)
+    run = jaxpro.fit("a*exp(-b*x)+c", x, y, [1.0, 1.0, 1.0], progress=False, **fit_kwargs)
+    assert run.plan.method == advice.method
+    # the same sentence (the same code decides), up to the parameters' names
+    unnamed = [re.sub(r"\(.*?\)", "", r.plan.reasons[0]) for r in (run, advice)]
+    assert unnamed[0] == unnamed[1]
+    assert advice.plan.settings["layout"] == "direct"
+    assert any("Householder QR" in r for r in run.plan.reasons)
+
+
+def test_fit_advice_times_a_calibration_fit():
+    advice = jaxpro.plan("fit", n=5000, params=4)
+    assert advice.seconds > 0
+    assert "calibrated on 5000 synthetic points, 4 parameters" in advice.seconds_note
+
+
+def test_cfd_advice_is_the_simulation_s_own_first_record():
+    advice = jaxpro.plan("cfd", flow="taylor_green", grid=32, viscosity=0.05, t_end=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = cfd.simulate("taylor_green", grid=32, viscosity=0.05, t_end=1.0)
+    assert advice.plan.method == run.method == "spectral"
+    assert advice.extra["dt"] == run.dt
+    assert advice.extra["steps"] == run.steps
+    assert advice.seconds > 0 and advice.memory_bytes > 0
+    assert any("Taylor-Green" in v for v in advice.validation)
+    # the estimate is the same program's time: within a factor of 3 of the run itself
+    assert advice.seconds / 3 < run.timings.run + run.timings.compile + 1.0
+
+
+def test_cfd_advice_for_a_run_to_steady_state_gives_a_rate():
+    advice = jaxpro.plan("cfd", flow="lid_driven_cavity", grid=32, reynolds=100)
+    assert advice.seconds is None and "until steady" in advice.seconds_note
+    assert advice.plan.method == "projection"
+    assert any("cell Reynolds" in v for v in advice.validation)
+
+
+def test_unknown_domain_and_bad_facts_are_named():
+    with pytest.raises(InputError, match="domain") as caught:
+        jaxpro.plan("weather")
+    assert "weather" in str(caught.value)
+    with pytest.raises(InputError, match="n: must be a positive whole number"):
+        jaxpro.plan("fit", n=0, params=3)
+    with pytest.raises(InputError, match="grid"):
+        jaxpro.plan("cfd", grid=4)
+
+
+def test_command_line_prints_and_refuses_in_one_line():
+    result = CliRunner().invoke(
+        cli, ["plan", "fit", "--n", "1000000", "--params", "3", "--no-calibrate", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["method"] == "lm" and payload["plan"]["settings"]["layout"] == "chunked"
+    text = CliRunner().invoke(cli, ["plan", "cfd", "--flow", "taylor_green", "--grid", "16",
+                                    "--t-end", "0.5"])  # fmt: skip
+    assert text.exit_code == 0, text.output
+    assert "call: jaxpro.cfd.simulate('taylor_green'" in text.output
+    assert "expected time:" in text.output and "validation:" in text.output
+    for args, message in (
+        (["weather"], "No such command"),
+        (["fit", "--n", "0", "--params", "3"], "n: must be a positive whole number"),
+    ):
+        done = subprocess.run([sys.executable, "-m", "jaxpro", "plan", *args],
+                              capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 2, done.stdout
+        assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
