@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 import jaxpro
 import jaxpro.cfd as cfd
+import jaxpro.md
 from jaxpro.cli import cli
 from jaxpro.errors import InputError
 
@@ -78,6 +79,19 @@ def test_cfd_advice_for_a_run_to_steady_state_gives_a_rate():
     assert advice.seconds is None and "until steady" in advice.seconds_note
     assert advice.plan.method == "projection"
     assert any("cell Reynolds" in v for v in advice.validation)
+
+
+def test_md_advice_is_the_simulation_s_own_decisions():
+    advice = jaxpro.plan("md", n=108, steps=400, ensemble="nvt")
+    with warnings.catch_warnings():  # 400 steps: too short for the temperature check
+        warnings.simplefilter("ignore")
+        run = jaxpro.md.simulate(jaxpro.md.lennard_jones_fluid(108, 0.8442, 0.72), "nvt", 400,
+                                 progress=False)  # fmt: skip
+    assert advice.method == run.plan.method
+    for key in ("dt", "record_every", "chunk_steps", "neighbor_list"):
+        assert advice.plan.settings[key] == run.plan.settings[key], key
+    assert advice.seconds > 0 and "steps/s" in advice.seconds_note
+    assert any("temperature" in v for v in advice.validation)
 
 
 def test_unknown_domain_and_bad_facts_are_named():

@@ -5,7 +5,8 @@ states the method, the call to make, why, the expected memory and time on the
 current devices, and the validation that will run. It is computed by the code
 the domains run (never a separate table): ``fit`` by the fit's own settings
 and layout rules plus a calibration fit, ``cfd`` by one record of the real
-simulation. Other domains join as their decision code is factored out.
+simulation, ``md`` by the real simulation's first two chunks. Bayesian
+inference and ODEs join as their decision code is factored out.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from jaxpro.advisor._advice import Advice as Advice
 
 __all__ = ["DOMAINS", "Advice", "plan"]
 
-DOMAINS = ("fit", "cfd")
+DOMAINS = ("fit", "md", "cfd")
 
 
 def plan(domain: str, **facts: Any) -> Advice:
@@ -26,7 +27,9 @@ def plan(domain: str, **facts: Any) -> Advice:
         domain: "fit" (facts: ``n``, ``params``, ``bounds=False``, ``loss="linear"``,
             ``method=None``, ``calibrate=True``) or "cfd" (facts: ``flow``, ``grid``,
             ``reynolds`` or ``viscosity``, ``t_end``, ``method``, ``precision``: as
-            :func:`jaxpro.cfd.simulate`).
+            :func:`jaxpro.cfd.simulate`) or "md" (facts: ``n``, ``density``,
+            ``temperature``, ``ensemble``, ``steps``, ``cutoff``, ``pressure``,
+            ``precision``: a Lennard-Jones fluid, as :func:`jaxpro.md.simulate`).
 
     Returns:
         An :class:`Advice`.
@@ -37,11 +40,15 @@ def plan(domain: str, **facts: Any) -> Advice:
         from jaxpro.advisor._fit import plan_fit
 
         return plan_fit(**facts)
+    if domain == "md":
+        from jaxpro.advisor._md import plan_md
+
+        return plan_md(**facts)
     if domain == "cfd":
         from jaxpro.advisor._cfd import plan_cfd
 
         return plan_cfd(**facts)
     raise InputError(
-        f"must be one of {DOMAINS} (bayes, ode and md are not covered by plan yet)",
+        f"must be one of {DOMAINS} (bayes and ode are not covered by plan yet)",
         argument="domain", received=domain,
     )  # fmt: skip

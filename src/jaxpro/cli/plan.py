@@ -3,6 +3,7 @@
 Examples::
 
     jaxpro plan fit --n 10000000 --params 3 --bounds
+    jaxpro plan md --n 4000 --ensemble nvt --steps 10000
     jaxpro plan cfd --grid 256 --t-end 10 --json
 
 print the method, the call to make, why, the expected memory and time on this
@@ -48,6 +49,28 @@ def fit(n, params, bounds, loss, method, no_calibrate, as_json) -> None:
     advice = jaxpro.advisor.plan("fit", n=n, params=params, bounds=bounds, loss=loss,
                                  method=None if method == "auto" else method,
                                  calibrate=not no_calibrate)  # fmt: skip
+    _show(advice, as_json)
+
+
+@plan.command("md")
+@click.option("--n", "n", type=int, default=4000, show_default=True, help="Particles.")
+@click.option("--density", type=float, default=0.8442, show_default=True)
+@click.option("--temperature", type=float, default=0.72, show_default=True)
+@click.option("--ensemble", type=click.Choice(["nve", "nvt", "npt"]), default="nve",
+              show_default=True)  # fmt: skip
+@click.option("--steps", type=int, default=10_000, show_default=True)
+@click.option("--pressure", type=float, default=None, help="Target pressure (npt).")
+@click.option("--precision", type=click.Choice(["float64", "float32"]), default="float64",
+              show_default=True)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the advice as JSON.")
+@debug_option
+def md(n, density, temperature, ensemble, steps, pressure, precision, as_json) -> None:
+    """A Lennard-Jones fluid (times the real run's first chunks)."""
+    import jaxpro.advisor
+
+    advice = jaxpro.advisor.plan("md", n=n, density=density, temperature=temperature,
+                                 ensemble=ensemble, steps=steps, pressure=pressure,
+                                 precision=precision)  # fmt: skip
     _show(advice, as_json)
 
 

@@ -305,6 +305,7 @@ def simulate(
     progress: bool | None = None,
     checkpoint_dir: str | None = None,
     checkpoint_every: int | None = None,
+    _calibrate: int | None = None,
 ) -> Trajectory:
     """Run molecular dynamics on ``system`` and check the result.
 
@@ -458,6 +459,20 @@ def simulate(
                                 barostat_tau if ensemble == "npt" else None)  # fmt: skip
         frames_every = max(1, total_records // max(frames, 1))
         runner = Runner(system, run_engine, settings, run_neighbors, key, frames_every)
+        if _calibrate is not None:
+            # jaxpro.plan: the run's own decisions, and the time of its first chunks
+            chunks = min(_calibrate, total_records // per_chunk)
+            tic = time.perf_counter()
+            runner.run(chunks)
+            elapsed = time.perf_counter() - tic - runner.compile_seconds
+            return {
+                "method": f"{ensemble} ({METHODS[ensemble]})", "reasons": tuple(reasons),
+                "dt": dt, "record_every": record_every, "chunk_steps": per_chunk * record_every,
+                "chunks": total_records // per_chunk, "timed_chunks": chunks,
+                "compile_s": runner.compile_seconds, "chunk_s": elapsed / chunks,
+                "setup_s": tic - started, "neighbor_list": uses_lists,
+                "skin": skin if uses_lists else None,
+            }  # fmt: skip
         resume, checkpoint = _checkpointing(checkpoint_dir, checkpoint_every, per_chunk,
                                             record_every, system, settings, precision,
                                             uses_lists, skin, steps, reasons)  # fmt: skip
