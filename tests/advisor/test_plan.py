@@ -15,6 +15,7 @@ from click.testing import CliRunner
 import jaxpro
 import jaxpro.cfd as cfd
 import jaxpro.md
+import jaxpro.ode
 from jaxpro.cli import cli
 from jaxpro.errors import InputError
 
@@ -94,6 +95,37 @@ def test_md_advice_is_the_simulation_s_own_decisions():
     assert any("temperature" in v for v in advice.validation)
 
 
+def _robertson(t, y, args):
+    import jax.numpy as jnp
+
+    return jnp.array([-0.04 * y[0] + 1e4 * y[1] * y[2],
+                      0.04 * y[0] - 1e4 * y[1] * y[2] - 3e7 * y[1] ** 2, 3e7 * y[1] ** 2])  # fmt: skip
+
+
+def test_ode_advice_chooses_what_solve_chooses_for_the_same_spectrum():
+    from jaxpro.ode._stiffness import spectral_radius
+
+    # Robertson: stiff over 1e5 (a spectral radius near 1e4 later, 0.04 at t0 where the
+    # explicit attempt starts: solve switches when it runs out)
+    y0 = np.array([1.0, 0.0, 0.0])
+    stiff = jaxpro.ode.solve(_robertson, (0.0, 1e5), y0, rtol=1e-6, atol=1e-10)
+    advice = jaxpro.plan("ode", stiff=True, span=1e5, rtol=1e-6, atol=1e-10)
+    assert advice.method == stiff.plan.method == "kvaerno5"
+    # Lotka-Volterra: the radius at t0 says non-stiff, both take Tsit5
+    radius = spectral_radius(_lotka_volterra, 0.0, np.array([10.0, 5.0]), None)
+    plain = jaxpro.ode.solve(_lotka_volterra, (0.0, 15.0), np.array([10.0, 5.0]))
+    advice = jaxpro.plan("ode", n=2, radius=radius, span=15.0)
+    assert advice.method == plain.plan.method == "tsit5"
+    assert jaxpro.plan("ode", rtol=1e-10).method == "dopri8"
+    assert advice.seconds > 0 and "stand-in" in advice.seconds_note
+
+
+def _lotka_volterra(t, y, args):
+    import jax.numpy as jnp
+
+    return jnp.array([1.5 * y[0] - y[0] * y[1], -3.0 * y[1] + y[0] * y[1]])
+
+
 def test_unknown_domain_and_bad_facts_are_named():
     with pytest.raises(InputError, match="domain") as caught:
         jaxpro.plan("weather")
@@ -102,6 +134,8 @@ def test_unknown_domain_and_bad_facts_are_named():
         jaxpro.plan("fit", n=0, params=3)
     with pytest.raises(InputError, match="grid"):
         jaxpro.plan("cfd", grid=4)
+    with pytest.raises(InputError, match="span: must be a positive number"):
+        jaxpro.plan("ode", span=-1.0)
 
 
 def test_command_line_prints_and_refuses_in_one_line():

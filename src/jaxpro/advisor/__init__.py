@@ -5,8 +5,9 @@ states the method, the call to make, why, the expected memory and time on the
 current devices, and the validation that will run. It is computed by the code
 the domains run (never a separate table): ``fit`` by the fit's own settings
 and layout rules plus a calibration fit, ``cfd`` by one record of the real
-simulation, ``md`` by the real simulation's first two chunks. Bayesian
-inference and ODEs join as their decision code is factored out.
+simulation, ``md`` by the real simulation's first two chunks, ``ode`` by
+``jaxpro.ode.solve`` on a linear stand-in with the stated spectrum. Bayesian
+inference joins as its decision code is factored out.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from jaxpro.advisor._advice import Advice as Advice
 
 __all__ = ["DOMAINS", "Advice", "plan"]
 
-DOMAINS = ("fit", "md", "cfd")
+DOMAINS = ("fit", "ode", "md", "cfd")
 
 
 def plan(domain: str, **facts: Any) -> Advice:
@@ -29,7 +30,10 @@ def plan(domain: str, **facts: Any) -> Advice:
             ``reynolds`` or ``viscosity``, ``t_end``, ``method``, ``precision``: as
             :func:`jaxpro.cfd.simulate`) or "md" (facts: ``n``, ``density``,
             ``temperature``, ``ensemble``, ``steps``, ``cutoff``, ``pressure``,
-            ``precision``: a Lennard-Jones fluid, as :func:`jaxpro.md.simulate`).
+            ``precision``: a Lennard-Jones fluid, as :func:`jaxpro.md.simulate`) or
+            "ode" (facts: ``n`` states, ``stiff`` or ``radius`` (the Jacobian's spectral
+            radius), ``span``, ``rtol``, ``atol``, ``points``, ``batch``: see
+            :mod:`jaxpro.advisor._ode`).
 
     Returns:
         An :class:`Advice`.
@@ -40,6 +44,10 @@ def plan(domain: str, **facts: Any) -> Advice:
         from jaxpro.advisor._fit import plan_fit
 
         return plan_fit(**facts)
+    if domain == "ode":
+        from jaxpro.advisor._ode import plan_ode
+
+        return plan_ode(**facts)
     if domain == "md":
         from jaxpro.advisor._md import plan_md
 
@@ -49,6 +57,6 @@ def plan(domain: str, **facts: Any) -> Advice:
 
         return plan_cfd(**facts)
     raise InputError(
-        f"must be one of {DOMAINS} (bayes and ode are not covered by plan yet)",
+        f"must be one of {DOMAINS} (bayes is not covered by plan yet)",
         argument="domain", received=domain,
     )  # fmt: skip

@@ -3,6 +3,7 @@
 Examples::
 
     jaxpro plan fit --n 10000000 --params 3 --bounds
+    jaxpro plan ode --stiff
     jaxpro plan md --n 4000 --ensemble nvt --steps 10000
     jaxpro plan cfd --grid 256 --t-end 10 --json
 
@@ -49,6 +50,27 @@ def fit(n, params, bounds, loss, method, no_calibrate, as_json) -> None:
     advice = jaxpro.advisor.plan("fit", n=n, params=params, bounds=bounds, loss=loss,
                                  method=None if method == "auto" else method,
                                  calibrate=not no_calibrate)  # fmt: skip
+    _show(advice, as_json)
+
+
+@plan.command("ode")
+@click.option("--states", "n", type=int, default=3, show_default=True, help="State size.")
+@click.option("--stiff", is_flag=True, help="The problem is stiff.")
+@click.option("--radius", type=float, default=None,
+              help="The Jacobian's spectral radius, if known (decides stiffness).")  # fmt: skip
+@click.option("--span", type=float, default=1.0, show_default=True, help="t1 - t0.")
+@click.option("--rtol", type=float, default=1e-6, show_default=True)
+@click.option("--atol", type=float, default=1e-9, show_default=True)
+@click.option("--points", type=int, default=201, show_default=True, help="Output times.")
+@click.option("--batch", type=int, default=1, show_default=True, help="Initial states at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print the advice as JSON.")
+@debug_option
+def ode(n, stiff, radius, span, rtol, atol, points, batch, as_json) -> None:
+    """An initial-value problem (solve's own choice, on a stand-in with that spectrum)."""
+    import jaxpro.advisor
+
+    advice = jaxpro.advisor.plan("ode", n=n, stiff=stiff or None, radius=radius, span=span,
+                                 rtol=rtol, atol=atol, points=points, batch=batch)  # fmt: skip
     _show(advice, as_json)
 
 
