@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import jaxpro
+import jaxpro.bayes
 import jaxpro.cfd as cfd
 import jaxpro.md
 import jaxpro.ode
@@ -93,6 +94,33 @@ def test_md_advice_is_the_simulation_s_own_decisions():
         assert advice.plan.settings[key] == run.plan.settings[key], key
     assert advice.seconds > 0 and "steps/s" in advice.seconds_note
     assert any("temperature" in v for v in advice.validation)
+
+
+# slow (about 20 s: a real NUTS fit): the default suite keeps under 15 minutes; the
+# decisions themselves are tested just below
+@pytest.mark.slow
+def test_bayes_advice_is_the_fit_s_own_decision():
+    from jaxpro.advisor._bayes import _frame
+
+    facts = dict(n=300, family="poisson", num_chains=2, num_warmup=500, num_samples=500)
+    advice = jaxpro.plan("bayes", **facts)
+    frame = _frame(300, 1, "poisson", None, np.random.default_rng(0))
+    real = jaxpro.bayes.fit("y ~ x1", frame, "poisson", num_chains=2, num_warmup=500,
+                            num_samples=500, progress=False)  # fmt: skip
+    assert advice.method == real.plan.method == "nuts"
+    # the advice's reasons are the run's first reasons, word for word
+    assert real.plan.reasons[: len(advice.plan.reasons)] == advice.plan.reasons
+
+
+def test_bayes_advice_follows_the_row_count():
+    small = jaxpro.plan("bayes", n=300, family="poisson")
+    assert small.method == "nuts" and small.seconds > 0 and "gradient" in small.seconds_note
+    assert any("NUTS: 300 observations" in r for r in small.plan.reasons)
+    tall = jaxpro.plan("bayes", n=120_000, hierarchical=True, family="poisson")
+    assert tall.method == "svi"
+    assert any("variational inference" in r for r in tall.plan.reasons)
+    with pytest.raises(InputError, match="family"):
+        jaxpro.plan("bayes", n=100, family="binomial")
 
 
 def _robertson(t, y, args):

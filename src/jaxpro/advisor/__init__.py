@@ -6,8 +6,9 @@ current devices, and the validation that will run. It is computed by the code
 the domains run (never a separate table): ``fit`` by the fit's own settings
 and layout rules plus a calibration fit, ``cfd`` by one record of the real
 simulation, ``md`` by the real simulation's first two chunks, ``ode`` by
-``jaxpro.ode.solve`` on a linear stand-in with the stated spectrum. Bayesian
-inference joins as its decision code is factored out.
+``jaxpro.ode.solve`` on a linear stand-in with the stated spectrum, ``bayes``
+by ``jaxpro.bayes.fit`` on synthetic data of the stated shape, stopped where
+sampling would start.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from jaxpro.advisor._advice import Advice as Advice
 
 __all__ = ["DOMAINS", "Advice", "plan"]
 
-DOMAINS = ("fit", "ode", "md", "cfd")
+DOMAINS = ("fit", "bayes", "ode", "md", "cfd")
 
 
 def plan(domain: str, **facts: Any) -> Advice:
@@ -33,7 +34,10 @@ def plan(domain: str, **facts: Any) -> Advice:
             ``precision``: a Lennard-Jones fluid, as :func:`jaxpro.md.simulate`) or
             "ode" (facts: ``n`` states, ``stiff`` or ``radius`` (the Jacobian's spectral
             radius), ``span``, ``rtol``, ``atol``, ``points``, ``batch``: see
-            :mod:`jaxpro.advisor._ode`).
+            :mod:`jaxpro.advisor._ode`) or "bayes" (facts: ``n`` rows,
+            ``hierarchical``, ``family``, ``predictors``, ``groups``, ``method``,
+            ``num_chains``, ``num_warmup``, ``num_samples``: see
+            :mod:`jaxpro.advisor._bayes`).
 
     Returns:
         An :class:`Advice`.
@@ -44,6 +48,10 @@ def plan(domain: str, **facts: Any) -> Advice:
         from jaxpro.advisor._fit import plan_fit
 
         return plan_fit(**facts)
+    if domain == "bayes":
+        from jaxpro.advisor._bayes import plan_bayes
+
+        return plan_bayes(**facts)
     if domain == "ode":
         from jaxpro.advisor._ode import plan_ode
 
@@ -57,6 +65,6 @@ def plan(domain: str, **facts: Any) -> Advice:
 
         return plan_cfd(**facts)
     raise InputError(
-        f"must be one of {DOMAINS} (bayes is not covered by plan yet)",
+        f"must be one of {DOMAINS}",
         argument="domain", received=domain,
     )  # fmt: skip

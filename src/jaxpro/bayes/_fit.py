@@ -143,6 +143,10 @@ def fit(
         **options,
         **sampled_kwargs,
     )
+    if isinstance(posterior, dict):  # jaxpro.plan asked for the decision only
+        engine = tuple(r for r in posterior["reasons"] if not (collapse and r.startswith(
+            ("NUTS: requested by the caller", "0 observations"))))  # as the real run reports  # fmt: skip
+        return {**posterior, "reasons": tuple(notes) + engine}
     engine_reasons = tuple(posterior.plan.reasons)
     values = {f.name: getattr(posterior, f.name) for f in fields(posterior)}
     if collapse:

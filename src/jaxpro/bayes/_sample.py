@@ -101,6 +101,7 @@ def sample(
     dense_mass: bool = False,
     derived: Callable | None = None,
     init_values: Mapping | None = None,
+    _plan_only: bool = False,
     **kwargs,
 ):
     """Draw from the posterior of a NumPyro model with an expert's choices, checked.
@@ -176,6 +177,12 @@ def sample(
                 "(e.g. `with numpyro.plate('data', n): y = numpyro.subsample(y, event_dim=0)`)",
                 argument="method",
             )
+        if _plan_only:
+            # jaxpro.plan: the method this call would run and why, and the cost of
+            # one gradient of the log density (what every method spends its time on)
+            return {"method": chosen, "reasons": tuple(reasons), "parameters": info.parameters,
+                    "observations": info.observations,
+                    "gradient_s": _gradient_seconds(model, args, kwargs, seed)}  # fmt: skip
         settings = NutsSettings(
             num_warmup=num_warmup, num_samples=num_samples, dense_mass=bool(dense_mass),
             init="uniform" if init_values is None else dict(init_values),
@@ -258,6 +265,24 @@ def sample(
         seed=seed,
         extra=extra_info,
     )
+
+
+def _gradient_seconds(model, args, kwargs, seed: int) -> float:
+    """Best of five compiled evaluations of the log density's gradient at an initial point."""
+    import jax
+    from numpyro.infer.util import initialize_model
+
+    init = initialize_model(jax.random.PRNGKey(seed), model, model_args=args,
+                            model_kwargs=kwargs, dynamic_args=False)  # fmt: skip
+    gradient = jax.jit(jax.grad(init.potential_fn))
+    point = init.param_info.z
+    jax.block_until_ready(gradient(point))
+    best = float("inf")
+    for _ in range(5):
+        tic = time.perf_counter()
+        jax.block_until_ready(gradient(point))
+        best = min(best, time.perf_counter() - tic)
+    return best
 
 
 def _chain_devices(num_chains: int) -> str | None:

@@ -3,6 +3,7 @@
 Examples::
 
     jaxpro plan fit --n 10000000 --params 3 --bounds
+    jaxpro plan bayes --n 250000 --hierarchical
     jaxpro plan ode --stiff
     jaxpro plan md --n 4000 --ensemble nvt --steps 10000
     jaxpro plan cfd --grid 256 --t-end 10 --json
@@ -50,6 +51,27 @@ def fit(n, params, bounds, loss, method, no_calibrate, as_json) -> None:
     advice = jaxpro.advisor.plan("fit", n=n, params=params, bounds=bounds, loss=loss,
                                  method=None if method == "auto" else method,
                                  calibrate=not no_calibrate)  # fmt: skip
+    _show(advice, as_json)
+
+
+@plan.command("bayes")
+@click.option("--n", "n", type=int, required=True, help="Rows of data.")
+@click.option("--hierarchical", is_flag=True, help="A group term (1 | g).")
+@click.option("--family", default="gaussian", show_default=True)
+@click.option("--predictors", type=int, default=1, show_default=True)
+@click.option("--groups", type=int, default=None, help="Levels of g (default n/100, <= 1000).")
+@click.option("--method", type=click.Choice(["auto", "nuts", "hmcecs", "svi", "consensus"]),
+              default="auto", show_default=True)  # fmt: skip
+@click.option("--chains", type=int, default=4, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the advice as JSON.")
+@debug_option
+def bayes(n, hierarchical, family, predictors, groups, method, chains, as_json) -> None:
+    """A regression formula fitted by Bayesian inference (the fit's own decision)."""
+    import jaxpro.advisor
+
+    advice = jaxpro.advisor.plan("bayes", n=n, hierarchical=hierarchical, family=family,
+                                 predictors=predictors, groups=groups, method=method,
+                                 num_chains=chains)  # fmt: skip
     _show(advice, as_json)
 
 
