@@ -180,6 +180,7 @@ def test_command_line_prints_and_refuses_in_one_line():
     assert "expected time:" in text.output and "validation:" in text.output
     for args, message in (
         (["weather"], "No such command"),
+        (["fit", "--n", "10", "--params", "3", "--bogus"], "No such option"),
         (["fit", "--n", "0", "--params", "3"], "n: must be a positive whole number"),
     ):
         done = subprocess.run([sys.executable, "-m", "jaxpro", "plan", *args],
