@@ -28,6 +28,15 @@ _MAX_EFFECT_ROWS = 12  # group effects shown by summary(); the table has all
 _PREDICT_CELLS = 20_000_000  # draws x rows evaluated at once by predict()
 
 
+def _engine_reasons(reasons, collapse: bool) -> tuple[str, ...]:
+    """The sampler's reasons as the plan reports them: a collapsed model was handed to
+    NUTS by the formula (not by the caller) and has no per-row observations."""
+    if not collapse:
+        return tuple(reasons)
+    dropped = ("NUTS: requested by the caller", "0 observations")
+    return tuple(r for r in reasons if not r.startswith(dropped))
+
+
 def fit(
     formula: str,
     data,
@@ -144,9 +153,8 @@ def fit(
         **sampled_kwargs,
     )
     if isinstance(posterior, dict):  # jaxpro.plan asked for the decision only
-        engine = tuple(r for r in posterior["reasons"] if not (collapse and r.startswith(
-            ("NUTS: requested by the caller", "0 observations"))))  # as the real run reports  # fmt: skip
-        return {**posterior, "reasons": tuple(notes) + engine}
+        return {**posterior, "reasons": tuple(notes) + _engine_reasons(posterior["reasons"],
+                                                                        collapse)}  # fmt: skip
     engine_reasons = tuple(posterior.plan.reasons)
     values = {f.name: getattr(posterior, f.name) for f in fields(posterior)}
     if collapse:
@@ -154,11 +162,7 @@ def fit(
         info = inspect_model(model, (), data_kwargs)
         values.update(model=model, kwargs=data_kwargs, info=info)
         engine_reasons = (
-            *(
-                r
-                for r in engine_reasons
-                if not r.startswith(("NUTS: requested by the caller", "0 observations"))
-            ),
+            *_engine_reasons(engine_reasons, collapse),
             f"{info.observations} observations, {info.parameters} parameters",
         )
     plan = Plan(

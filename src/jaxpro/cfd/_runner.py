@@ -8,14 +8,13 @@ detects a steady state, and assembles the :class:`FlowResult` with its checks.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import sys
 import time
 import warnings
 
 import numpy as np
 
+from jaxpro._progress import progress_bar
 from jaxpro._result import Check, Plan, Timings
 from jaxpro.cfd._flowresult import FlowResult
 from jaxpro.cfd._flows import taylor_green_velocity
@@ -32,22 +31,6 @@ DIVERGENCE_EPS = 1000
 # the cavity at Re = 1000 against Ghia et al.: cell Reynolds 7.8 (128^2) 1.2% of the
 # lid speed, 15.6 (64^2) 2.0%, 31 (32^2) 8%; above 16 the 2% benchmark is lost
 CELL_REYNOLDS = 16.0
-
-
-def _progress(enabled: bool | None, total: float):
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return contextlib.nullcontext(None)
-    from rich.progress import Progress
-
-    @contextlib.contextmanager
-    def bar():
-        with Progress(transient=True) as progress:
-            task = progress.add_task("simulating", total=total)
-            yield lambda t: progress.update(task, completed=t)
-
-    return bar()
 
 
 class _Records:
@@ -205,7 +188,7 @@ def run(engine, spec, cells, domain, nu, re, t_end, dt, record_every, steady_tol
         + (f" of {program_bytes / 2**20:.3g} MiB" if program_bytes else "")
     )
     run_tic = time.perf_counter()
-    with _progress(progress, total) as bar:
+    with progress_bar(progress, total, by="completed") as bar:
         while t < total * (1 - 1e-12) and not steady:
             new = program(steps)(state, dt, nu)
             diag = jax.device_get(engine.diagnostics(new))

@@ -34,15 +34,14 @@ NaN energies stop the run (:class:`SimulationError` with the step).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import sys
 import time
 import warnings
 
 import numpy as np
 
+from jaxpro._progress import progress_bar
 from jaxpro._result import Plan, Timings
 from jaxpro.errors import InputError, SimulationError, SimulationWarning
 from jaxpro.md import _engine as eng
@@ -269,22 +268,6 @@ def _checkpointing(directory, every, per_chunk, record_every, system, settings, 
     return resume, (folder, every // (per_chunk * record_every), print_)
 
 
-def _progress_bar(enabled: bool | None, total: int):
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return contextlib.nullcontext(None)
-    from rich.progress import Progress
-
-    @contextlib.contextmanager
-    def bar():
-        with Progress(transient=True) as progress:
-            task = progress.add_task("simulating", total=total)
-            yield lambda n: progress.update(task, advance=n)
-
-    return bar()
-
-
 def simulate(
     system: System,
     ensemble: str = "nve",
@@ -476,7 +459,7 @@ def simulate(
         resume, checkpoint = _checkpointing(checkpoint_dir, checkpoint_every, per_chunk,
                                             record_every, system, settings, precision,
                                             uses_lists, skin, steps, reasons)  # fmt: skip
-        with _progress_bar(progress, steps) as advance:
+        with progress_bar(progress, steps) as advance:
             run_start = time.perf_counter()
             try:
                 records, final = runner.run(total_records // per_chunk, advance, resume, checkpoint)
