@@ -107,7 +107,7 @@ test-latest: | $(VENV_PY)
 # pyproject.toml, except what requirements/pins.txt holds back. Then run `make test`.
 lock: | $(VENV_PY)
 	@[ -x $(TOOLS)/bin/uv ] || { "$(PYTHON)" -m venv $(TOOLS) && $(TOOLS)/bin/python -m pip install --quiet uv; }
-	$(TOOLS)/bin/uv pip compile pyproject.toml --extra test --constraint $(PINS) \
+	$(TOOLS)/bin/uv pip compile pyproject.toml --extra test --extra mcp --constraint $(PINS) \
 	  --upgrade --python-version 3.12 --python-platform x86_64-manylinux_2_28 --no-annotate \
 	  --custom-compile-command "make lock" --output-file $(LOCK)
 

@@ -1,5 +1,5 @@
 """The ``jaxpro`` command line: ``jaxpro --help``, ``doctor``, ``demo``, ``fit``, ``fit-many``,
-``bayes``, ``lint``, ``check``, ``md``, ``ode``, ``cfd``, ``plan``.
+``bayes``, ``lint``, ``check``, ``md``, ``ode``, ``cfd``, ``plan``, ``mcp``.
 
 :func:`main` is the console script. Importing this package imports click but
 not JAX: each command imports what it needs when it runs.
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 # The command modules stay reachable as jaxpro.cli.doctor, .demo, .fit (the
 # commands themselves are their attributes of the same name).
-from jaxpro.cli import bayes, cfd, check, demo, doctor, fit, fit_many, lint, md, ode, plan
+from jaxpro.cli import bayes, cfd, check, demo, doctor, fit, fit_many, lint, mcp, md, ode, plan
 from jaxpro.cli._app import cli
 
 __all__ = ["cli", "main"]
@@ -27,6 +27,7 @@ cli.add_command(md.md)
 cli.add_command(ode.ode)
 cli.add_command(cfd.cfd)
 cli.add_command(plan.plan)
+cli.add_command(mcp.mcp)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
