@@ -41,3 +41,20 @@ def _fresh_compiled_programs():
 
     _cache.clear()
     jax.clear_caches()
+
+
+#: every item collected, before ``-m`` deselects any (a module may count its own)
+ALL_ITEMS = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Record every collected item, and mark slow the tests a module lists in
+    ``SLOW_TESTS`` (``Class::test`` names): runs first, so ``-m 'not slow'`` sees the
+    marks. For test classes imported from elsewhere (SciPy's), whose methods jaxpro
+    cannot decorate."""
+    config.stash[ALL_ITEMS] = list(items)
+    for item in items:
+        listed = getattr(item.module, "SLOW_TESTS", None) if item.module else None
+        if listed and item.cls is not None and f"{item.cls.__name__}::{item.name}" in listed:
+            item.add_marker(pytest.mark.slow)

@@ -127,6 +127,9 @@ def test_hostile_input_is_refused_and_the_server_keeps_serving(tmp_path):
             assert "above this server's limit" in _error(
                 await client.call_tool("plan", {"domain": "md", "facts": {"n": 10**9}})
             )
+            # a request for a tool that does not exist, and one with a wrong type
+            assert "run_shell" in _error(await client.call_tool("run_shell", {"cmd": "ls"}))
+            assert "grid" in _error(await client.call_tool("simulate_flow", {"grid": "big"}))
             # a cavity at Re 1000 on 128^2 takes about 30 s: cancelled at 3
             slow = await client.call_tool("simulate_flow", {
                 "flow": "lid_driven_cavity", "grid": 128, "reynolds": 1000, "time_limit": 3})  # fmt: skip

@@ -144,7 +144,6 @@ def test_ode_advice_chooses_what_solve_chooses_for_the_same_spectrum():
     plain = jaxpro.ode.solve(_lotka_volterra, (0.0, 15.0), np.array([10.0, 5.0]))
     advice = jaxpro.plan("ode", n=2, radius=radius, span=15.0)
     assert advice.method == plain.plan.method == "tsit5"
-    assert jaxpro.plan("ode", rtol=1e-10).method == "dopri8"
     assert advice.seconds > 0 and "stand-in" in advice.seconds_note
 
 

@@ -40,6 +40,14 @@ EXPECTED_FAILURES: dict[str, str] = {
     "TestCurveFit::test_gh13670": _STATEFUL,
 }
 
+# Test node -> why it is slow (the conftest marks these; they run with -m slow). The
+# default suite keeps under 15 minutes: each of these makes about 40 fits with new
+# functions, i.e. 40 compilations (fit's cold start, issue 20). They stay counted below.
+SLOW_TESTS: dict[str, str] = {
+    "TestTRF::test_robustness": "40 fits: 4 Jacobian options x 5 losses x 2 noise levels (22 s)",
+    "TestTRF::test_rosenbrock_bounds": "about 40 bounded Rosenbrock fits (9 s)",
+}
+
 _CLASSES = {
     "TestCurveFit": _minpack.TestCurveFit,
     "TestTRF": _lsq.TestTRF,
@@ -79,7 +87,7 @@ class TestLM(_lsq.TestLM):
 
 def test_every_expected_failure_names_a_test_scipy_ships():
     """A renamed or removed SciPy test must leave the list, not linger on it unchecked."""
-    for node in EXPECTED_FAILURES:
+    for node in [*EXPECTED_FAILURES, *SLOW_TESTS]:
         cls, test = node.split("::")
         assert hasattr(_CLASSES[cls], test.split("[")[0]), node
 
@@ -90,10 +98,12 @@ def test_readme_reports_the_counts(request):
     from collections import Counter
     from pathlib import Path
 
+    from conftest import ALL_ITEMS
+
     ours = {TestCurveFit, TestTRF, TestLM}
     items = [
         item
-        for item in request.session.items
+        for item in request.config.stash[ALL_ITEMS]  # deselected slow ones included
         if getattr(item, "cls", None) in ours
         and item.name != "test_jaxpro_is_what_scipys_tests_call"
     ]
