@@ -199,6 +199,9 @@ def test_nuts_matches_reference(name):
         )
 
 
+# slow (6 s cold): the default suite keeps under 15 minutes; the centred eight schools
+# run there against Stan's reference in test_validation.py and in the bayes demo
+@pytest.mark.slow
 def test_nuts_centered_eight_schools_mu_tau():
     """The centered form mixes badly (funnel): only mu and tau, to 0.2 reference sd."""
     post = load("eight_schools_centered")
