@@ -215,7 +215,9 @@ def as_array(
         raise InputError(f"is empty (shape {arr.shape})", argument=argument)
     out = np.asarray(arr, dtype=dtype, order="C")
     if not allow_nonfinite:
-        bad = np.argwhere(~np.isfinite(out))
+        finite = np.isfinite(out)
+        # positions only when there are any (argwhere costs even when empty)
+        bad = () if finite.all() else np.argwhere(~finite)
         if len(bad):
             where = [int(i[0]) if out.ndim == 1 else tuple(int(j) for j in i) for i in bad]
             raise InputError(

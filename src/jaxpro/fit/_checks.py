@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from jaxpro.errors import InputError
@@ -82,7 +84,7 @@ def check_tolerance(value, name: str) -> float:
         tol = float(value)
     except (TypeError, ValueError):
         raise InputError("must be a number", argument=name, received=value) from None
-    if not (tol >= 0) or not np.isfinite(tol):
+    if not (tol >= 0) or not math.isfinite(tol):
         raise InputError("must be a finite number >= 0", argument=name, received=value)
     return tol
 
@@ -107,6 +109,9 @@ def check_p0(p0, n_params: int | None, argument: str = "p0") -> np.ndarray:
     return theta
 
 
+_PLAIN = (float, int, np.float64)  # scalar bounds taken without array checks
+
+
 def check_bounds(bounds, n_params: int) -> tuple[np.ndarray, np.ndarray]:
     """SciPy-style ``(lb, ub)`` (scalars or length-p arrays) or a ``scipy.optimize.Bounds``.
 
@@ -120,6 +125,10 @@ def check_bounds(bounds, n_params: int) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(
             "must be a pair (lower, upper)", argument="bounds", received=bounds
         ) from None
+    if type(lower) in _PLAIN and type(upper) in _PLAIN and lower < upper:
+        # the common case (SciPy's default (-inf, inf) included), in two
+        # allocations; NaN fails `lower < upper` and gets the full checks
+        return np.full(n_params, float(lower)), np.full(n_params, float(upper))
     result = []
     for name, side in (("lower", lower), ("upper", upper)):
         try:

@@ -87,11 +87,15 @@ def _ladder_at_most(k: int) -> int:
 
 def _pad_edge(a: np.ndarray, length: int) -> np.ndarray:
     """Pad along the last axis with copies of the last value (keeps the model finite there)."""
-    missing = length - a.shape[-1]
-    if missing == 0:
+    n = a.shape[-1]
+    if n == length:
         return np.ascontiguousarray(a)
-    widths = [(0, 0)] * (a.ndim - 1) + [(0, missing)]
-    return np.pad(a, widths, mode="edge")
+    # two slice copies: np.pad(mode="edge") does the same in ~4x the time,
+    # which shows in a warm 1,000-point fit
+    out = np.empty((*a.shape[:-1], length), dtype=a.dtype)
+    out[..., :n] = a
+    out[..., n:] = a[..., n - 1 : n]
+    return out
 
 
 def _aligned_empty(n: int) -> np.ndarray:

@@ -163,7 +163,8 @@ def trace_check(residual: Callable, theta, block, *, what: str = "model") -> tup
     key = (
         residual,
         treedef,
-        tuple((np.shape(leaf), str(getattr(leaf, "dtype", type(leaf)))) for leaf in leaves),
+        # dtype objects hash as their names do, without formatting one per call
+        tuple((np.shape(leaf), getattr(leaf, "dtype", type(leaf))) for leaf in leaves),
     )
     known = _traced_shapes.get(key)
     if known is not None:

@@ -431,6 +431,7 @@ def warn_host(what: str, route: _numpy_model.ModelPath, run_seconds: float) -> N
 # A standard error this many times the parameter's magnitude means the
 # parameter is not determined at all: typically LM parked on a plateau.
 _UNDETERMINED = 1e6
+_TINY = float(np.finfo(float).tiny)
 
 
 def _lm_trouble(out: Outcome, n: int) -> str | None:
@@ -439,11 +440,12 @@ def _lm_trouble(out: Outcome, n: int) -> str | None:
         return "used its evaluation budget without converging"
     p = out.x.shape[0]
     if n > p:
-        variance = np.diag(out.covariance) * 2.0 * max(out.cost, np.finfo(float).tiny) / (n - p)
+        variance = np.diagonal(out.covariance) * (2.0 * max(out.cost, _TINY) / (n - p))
         stderr = np.sqrt(np.abs(variance))
-        if not np.all(np.isfinite(stderr)) or np.any(
-            stderr > _UNDETERMINED * np.maximum(np.abs(out.x), 1e-300)
-        ):
+        # written so that NaN and Inf count as undetermined, in few NumPy calls
+        # (this runs on every fit)
+        determined = stderr <= _UNDETERMINED * np.maximum(np.abs(out.x), 1e-300)
+        if not determined.all():
             return "converged where some parameters are undetermined (a plateau of the cost)"
     return None
 
