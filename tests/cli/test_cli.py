@@ -592,10 +592,11 @@ def assert_bayesian_demos_pass_within_two_attempts(results: dict) -> None:
     assert abs(results["bayes"]["parameters"]["mu"]["mean"] - 4.4) < 0.5
 
 
-# `jaxpro demo` (every demo, seed 0) in its own process: this also is the margin check
-# of the Bayesian demos for seed 0 (seeds 1-9 in the slow test below).
+# `jaxpro demo fit bayes formula` (every short demo, seed 0) in its own process: this
+# also is the margin check of the Bayesian demos for seed 0 (seeds 1-9 in the slow test
+# below). The stories that plain `jaxpro demo` runs are tested in tests/advisor/test_demo.py.
 def test_every_demo_runs_and_the_bayes_demo_repairs_the_centred_model(tmp_path):
-    results = run_demo("--out", str(tmp_path), "--no-plot")
+    results = run_demo("fit", "bayes", "formula", "--out", str(tmp_path), "--no-plot")
     assert list(results) == ["fit", "bayes", "formula"]
     assert_bayesian_demos_pass_within_two_attempts(results)
     bayes = results["bayes"]

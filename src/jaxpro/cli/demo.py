@@ -1,7 +1,14 @@
-"""``jaxpro demo``: short, self-checking runs of each domain on bundled data.
+"""``jaxpro demo``: the five stories end to end with an HTML report, and the short demos.
 
-Each domain adds one entry to :data:`DEMOS`; ``jaxpro demo`` runs them all in
-order and ``jaxpro demo NAME`` runs one. With ``--out DIR`` each demo saves its
+``jaxpro demo`` runs the stories of :mod:`jaxpro.advisor._stories` (a
+10-million-point curve fit against SciPy, a hierarchical Bayesian model,
+multi-device parallelism, differentiable MD, an ODE fitted to data), each with
+a progress bar, prints each one's summary and writes the HTML report
+(:mod:`jaxpro.advisor._report`) into ``--out`` (default ``./jaxpro-demo``).
+``--quick`` runs smaller versions of them (about half a minute on 2 cores).
+
+The short self-checking demos on bundled data (``fit``, ``bayes``, ``formula``)
+run by name: ``jaxpro demo fit``; with ``--out DIR`` each saves its
 ``result.json`` and figures into ``DIR/NAME/``.
 """
 
@@ -9,6 +16,8 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +25,8 @@ from typing import Any
 
 import click
 
-from jaxpro.cli._app import debug_option, info
+from jaxpro.advisor._stories import STORIES
+from jaxpro.cli._app import _debug_requested, debug_option, info, one_line
 
 __all__ = ["DEMOS", "Demo", "demo"]
 
@@ -100,27 +110,9 @@ def _bayes_demo(echo: Callable[[str], None], seed: int = 0):
 
 
 def _formula_demo(echo: Callable[[str], None], seed: int = 0):
-    import numpy as np
-    import pandas as pd
-
     import jaxpro
+    from jaxpro.advisor._stories import SLEEP_FORMULA, sleep_study_frame
 
-    # simulated in the spirit of lme4's sleepstudy: 18 subjects, 10 days of sleep restriction
-    rng = np.random.default_rng(20261125)
-    subjects, days = 18, np.arange(10.0)
-    sd, correlation = np.array([25.0, 6.0]), 0.3
-    covariance = np.outer(sd, sd) * np.array([[1.0, correlation], [correlation, 1.0]])
-    effects = rng.multivariate_normal([0.0, 0.0], covariance, size=subjects)
-    subject = np.repeat(np.arange(subjects), days.size)
-    day = np.tile(days, subjects)
-    reaction = 250 + effects[subject, 0] + (10 + effects[subject, 1]) * day
-    frame = pd.DataFrame(
-        {
-            "reaction": reaction + rng.normal(0, 25, day.size),
-            "days": day,
-            "subject": [f"s{i + 1:02d}" for i in subject],
-        }
-    )
     echo(
         "Regression formula: reaction ~ days + (1 + days | subject), simulated sleep-deprivation"
         " reaction times (ms) of 18 subjects over 10 days (truth: 250 + 10 ms/day; subject sds"
@@ -130,64 +122,134 @@ def _formula_demo(echo: Callable[[str], None], seed: int = 0):
         "jaxpro parses the formula, builds the model with correlated subject effects and scaled"
         " priors, and samples and checks it:"
     )
-    return jaxpro.bayes.fit(
-        "reaction ~ days + (1 + days | subject)", frame, seed=seed, progress=False
-    )
+    return jaxpro.bayes.fit(SLEEP_FORMULA, sleep_study_frame(), seed=seed, progress=False)
 
 
-#: Every demo, in the order ``jaxpro demo`` runs them.
+#: The short demos, run by name (``jaxpro demo fit``).
 DEMOS: dict[str, Demo] = {
     "fit": Demo("fit", "nonlinear least squares on bundled decay counts", _fit_demo),
     "bayes": Demo("bayes", "hierarchical model (eight schools) with automatic repair", _bayes_demo),
     "formula": Demo("formula", "regression formula with correlated group effects", _formula_demo),
 }
 
+DEFAULT_REPORT_DIRECTORY = "jaxpro-demo"
+
 
 @click.command()
-@click.argument("names", nargs=-1, metavar="[NAME]...", type=click.Choice(list(DEMOS)))
+@click.argument(
+    "names",
+    nargs=-1,
+    metavar="[NAME]...",
+    type=click.Choice([*STORIES, *DEMOS]),
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
-    help="Save each demo's result.json and plot into OUT/NAME/.",
+    help="Directory of the stories' HTML report (default ./jaxpro-demo); the short demos"
+    " save their result.json and plot into OUT/NAME/.",
 )
+@click.option("--quick", is_flag=True, help="Smaller stories: all five in about a minute.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON {name: result}.")
-@click.option("--no-plot", is_flag=True, help="With --out, do not draw the plots.")
+@click.option("--no-plot", is_flag=True, help="With --out, the short demos draw no plots.")
 @click.option(
     "--seed",
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Random seed of the samplers (bayes, formula).",
+    help="Random seed of the samplers and simulations.",
 )
 @debug_option
-def demo(names: tuple[str, ...], out: str | None, as_json: bool, no_plot: bool, seed: int) -> None:
-    """Run the demos on bundled data (all of them by default).
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    names: tuple[str, ...],
+    out: str | None,
+    quick: bool,
+    as_json: bool,
+    no_plot: bool,
+    seed: int,
+) -> None:
+    """Run the five stories and write their HTML report (or the named demos).
 
     \b
-    Demos:
+    Stories (all of them by default; exit code 1 when a check fails):
+      curve         a 10-million-point curve fit timed against SciPy
+      hierarchical  a hierarchical Bayesian model: credible intervals, diagnostics
+      parallel      multi-device parallelism (jaxpro.core) and its speed-up
+      md            differentiable MD recovering Lennard-Jones parameters
+      ode           an ODE fitted to noisy data
+    Short demos on bundled data (by name only):
       fit      nonlinear least squares on bundled decay counts
       bayes    hierarchical model (eight schools) with automatic repair
       formula  regression formula with correlated group effects
     """
-    chosen = [DEMOS[name] for name in dict.fromkeys(names or DEMOS)]
-    if any(entry.name in ("bayes", "formula") for entry in chosen):
-        _cpu_devices_for_chains(4)
+    chosen = list(dict.fromkeys(names or STORIES))
+    if any(name not in ("fit",) for name in chosen):
+        _cpu_devices_for_chains(4)  # parallel chains, and the parallel story's devices
+    echo = lambda text: info(text, json_output=as_json)  # noqa: E731
     results: dict[str, Any] = {}
-    for i, entry in enumerate(chosen):
+    stories, started = [], time.perf_counter()
+    for i, name in enumerate(chosen):
         if i and not as_json:
             click.echo()
-        result = entry.run(lambda text: info(text, json_output=as_json), seed)
+        if name in STORIES:
+            result = _run_story(STORIES[name], quick, seed, echo)
+            stories.append(result)
+        else:
+            result = DEMOS[name].run(echo, seed)
         if as_json:
-            results[entry.name] = result.to_dict()
+            results[name] = result.to_dict()
         else:
             click.echo(result.summary())
-        if out is not None:
-            directory = result.save(Path(out) / entry.name, figures=not no_plot)
+        if name in DEMOS and out is not None:
+            directory = result.save(Path(out) / name, figures=not no_plot)
             saved = directory / ("result.json" if no_plot else f"{result.kind}.png")
             what = "result" if no_plot else "plot"
-            info(f"{what} saved to {saved}", json_output=as_json)
+            echo(f"{what} saved to {saved}")
+    if stories:
+        from jaxpro.advisor._report import write_report
+
+        index = write_report(
+            stories,
+            out or DEFAULT_REPORT_DIRECTORY,
+            quick=quick,
+            seconds=time.perf_counter() - started,
+        )
+        failed = [story.name for story in stories if not story.passed]
+        verdict = f"failed: {', '.join(failed)}" if failed else "every check passed"
+        echo(f"report: {index.resolve()} ({verdict}; {time.perf_counter() - started:.0f} s)")
     if as_json:
         click.echo(json.dumps(results, indent=2))
+    if any(not story.passed for story in stories):
+        ctx.exit(1)
+
+
+def _run_story(definition, quick: bool, seed: int, echo: Callable[[str], None]):
+    """Run one story with its progress bar; an exception becomes a failed story, not a crash."""
+    from jaxpro._progress import progress_bar
+    from jaxpro._result import Check, Plan, Timings
+    from jaxpro.advisor._stories import Story
+
+    echo(f"{definition.title}{' (quick)' if quick else ''}:")
+    started = time.perf_counter()
+    with progress_bar(None, definition.phases, label=definition.name) as update:
+
+        def step() -> None:
+            if update is not None:
+                update(1)
+
+        try:
+            return definition.run(quick, seed, step)
+        except Exception as error:  # the other stories still run; the report says why
+            if _debug_requested(sys.argv):
+                raise
+            seconds = time.perf_counter() - started
+            message = f"{type(error).__name__}: {one_line(str(error))}"
+            return Story(
+                definition.name, definition.title, "The story stopped with an error.", (), (),
+                (Check("ran", 0.0, 1.0, False, message),), Plan("none", (message,)),
+                Timings(None, seconds, seconds),
+            )  # fmt: skip
 
 
 def _cpu_devices_for_chains(chains: int) -> None:
