@@ -157,3 +157,29 @@ def test_bayes_fit_reads_a_file_under_the_root(tmp_path):
             assert "x" in posterior["summary"]
 
     asyncio.run(run())
+
+
+def test_the_schema_choices_are_the_engines_own():
+    """The tools' Literal choice lists are written out for the JSON schema: they must
+    stay the lists the engines accept (a new family or flow would otherwise be refused
+    by the server, and a removed one accepted and then fail in the child)."""
+    from jaxpro import advisor
+    from jaxpro.advisor._mcp import build_server
+    from jaxpro.bayes._families import FAMILIES
+    from jaxpro.cfd._flows import FLOWS
+    from jaxpro.cli.bayes import FAMILY_NAMES
+    from jaxpro.fit._losses import LOSSES
+    from jaxpro.ode._solve import METHODS as ODE_METHODS
+
+    async def schemas():
+        return {t.name: t.input_schema["properties"] for t in await build_server("/").list_tools()}
+
+    tools = asyncio.run(schemas())
+    assert tools["bayes_fit"]["family"]["enum"] == list(FAMILY_NAMES)
+    assert set(FAMILY_NAMES) == set(FAMILIES)
+    for name in ("fit_curve", "fit_many"):
+        assert tools[name]["loss"]["enum"] == list(LOSSES)
+    # every solver but KenCarp5, which needs a split (explicit, implicit) pair
+    assert set(tools["solve_ode"]["method"]["enum"]) == {"auto", *ODE_METHODS} - {"kencarp5"}
+    assert set(tools["simulate_flow"]["flow"]["enum"]) == set(FLOWS)
+    assert tools["plan"]["domain"]["enum"] == list(advisor.DOMAINS)

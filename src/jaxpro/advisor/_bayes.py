@@ -4,8 +4,10 @@ The advice builds a synthetic data frame with the stated rows, predictors,
 family and grouping, and calls :func:`jaxpro.bayes.fit` on it with the same
 method and sampler settings, stopping where the real call would start sampling
 (``_plan_only``): the method and every reason are the fit's own. The time is
-an estimate from a measured cost: one compiled gradient of the model's log
-density on those data, times the gradients the method typically needs.
+an estimate from measured costs: one compiled gradient of the model's log
+density on those data, times the gradients the method typically needs, plus
+the compilation: NUTS's by a run of one iteration each, SVI's by compiling its
+optimisation window.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def plan_bayes(n: int, hierarchical: bool = False, family: str = "gaussian",
     decided = bayes.fit(formula, frame, family, method=method, num_chains=num_chains,
                         num_warmup=num_warmup, num_samples=num_samples, seed=seed,
                         progress=False, _plan_only=True)  # fmt: skip
-    chosen, gradient = decided["method"], decided["gradient_s"]
+    chosen, gradient, compiling = decided["method"], decided["gradient_s"], decided["compile_s"]
     if chosen == "svi":
         low, high = (gradient * s for s in SVI_STEPS)
         seconds = (low * high) ** 0.5
@@ -95,6 +97,13 @@ def plan_bayes(n: int, hierarchical: bool = False, family: str = "gaussian",
             how += " (full-data gradients: subsampling or shards make it cheaper)"
     note = (f"one gradient of the log density measured at {gradient * 1e3:.3g} ms on the"
             f" synthetic data; {how}: {low:.3g} to {high:.3g} s")  # fmt: skip
+    if compiling is not None:
+        seconds += compiling
+        how_measured = ("a run of one warm-up iteration and one draw per chain" if chosen == "nuts"
+                        else "its optimisation window compiled")  # fmt: skip
+        note += f"; plus {compiling:.3g} s to compile ({how_measured}, measured)"
+    else:
+        note += "; compilation not included (not measured for this method)"
     data_bytes = float(frame.memory_usage(deep=True).sum())
     draws_bytes = 8.0 * num_chains * num_samples * decided["parameters"]
     devices = jax.devices()
@@ -118,6 +127,7 @@ def plan_bayes(n: int, hierarchical: bool = False, family: str = "gaussian",
                 "family": family,
                 "parameters": decided["parameters"],
                 "gradient_s": gradient,
+                "compile_s": compiling,
             },
         ),
         timings=Timings(None, 0.0, time.perf_counter() - started),

@@ -182,7 +182,9 @@ def sample(
             # one gradient of the log density (what every method spends its time on)
             return {"method": chosen, "reasons": tuple(reasons), "parameters": info.parameters,
                     "observations": info.observations,
-                    "gradient_s": _gradient_seconds(model, args, kwargs, seed)}  # fmt: skip
+                    "gradient_s": _gradient_seconds(model, args, kwargs, seed),
+                    "compile_s": _compile_seconds(chosen, model, args, kwargs, seed, num_chains,
+                                                  info.parameters)}  # fmt: skip
         settings = NutsSettings(
             num_warmup=num_warmup, num_samples=num_samples, dense_mass=bool(dense_mass),
             init="uniform" if init_values is None else dict(init_values),
@@ -283,6 +285,28 @@ def _gradient_seconds(model, args, kwargs, seed: int) -> float:
         jax.block_until_ready(gradient(point))
         best = min(best, time.perf_counter() - tic)
     return best
+
+
+def _compile_seconds(method: str, model, args, kwargs, seed: int, num_chains: int,
+                     parameters: int) -> float | None:  # fmt: skip
+    """The compilation a ``method`` run would start with, measured (None: not measured).
+
+    NUTS: the wall time of a run of one warm-up iteration and one draw per chain
+    with the same kernel, chains and devices (NumPyro compiles inside its run; a
+    1,000 + 1,000 run compiles programs of the same size again, the iteration
+    counts being static). SVI: the optimisation window compiled, not run. The
+    subsampling methods (HMCECS, consensus) are not measured.
+    """
+    if method == "nuts":
+        from jaxpro.bayes._nuts import NutsSettings, run_nuts
+
+        settings = NutsSettings(num_warmup=1, num_samples=1)
+        return run_nuts(model, args, kwargs, settings, num_chains=num_chains, seed=seed).seconds
+    if method == "svi":
+        from jaxpro.bayes import _svi
+
+        return _svi.compile_seconds(model, args, kwargs, parameters=parameters, seed=seed)
+    return None
 
 
 def _chain_devices(num_chains: int) -> str | None:

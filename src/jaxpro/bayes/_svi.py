@@ -58,6 +58,27 @@ def _optimize(model, guide, args, kwargs, seed, learning_rate):
 
     Returns ``(params, ELBO per step, converged)``.
     """
+    state, window = _window_program(model, guide, args, kwargs, seed, learning_rate)
+    losses, scores, converged = [], [], False
+    for rate in learning_rate * 0.1 ** np.arange(STEP_CUTS + 1):
+        converged, first = False, len(scores)
+        while len(losses) * WINDOW < MAX_STEPS:
+            state, chunk, averaged, score = window(state, rate)
+            losses.append(np.asarray(chunk))
+            scores.append(float(score))
+            if len(scores) - first >= 1 and len(scores) >= 2 and _levelled(scores[-2], scores[-1]):
+                converged = True
+                break
+        if not converged:
+            break
+    return averaged, -np.concatenate(losses), converged
+
+
+def _window_program(model, guide, args, kwargs, seed, learning_rate):
+    """``(state, window)``: SVI's initial state and the jitted window of WINDOW Adam steps.
+
+    ``window(state, rate) -> (state, losses, averaged params, score)``.
+    """
     import jax
     import jax.numpy as jnp
     import optax
@@ -97,19 +118,26 @@ def _optimize(model, guide, args, kwargs, seed, learning_rate):
         score = jnp.mean(jax.lax.map(particle, score_keys))
         return state, losses, averaged, score
 
-    losses, scores, converged = [], [], False
-    for rate in learning_rate * 0.1 ** np.arange(STEP_CUTS + 1):
-        converged, first = False, len(scores)
-        while len(losses) * WINDOW < MAX_STEPS:
-            state, chunk, averaged, score = window(state, rate)
-            losses.append(np.asarray(chunk))
-            scores.append(float(score))
-            if len(scores) - first >= 1 and len(scores) >= 2 and _levelled(scores[-2], scores[-1]):
-                converged = True
-                break
-        if not converged:
-            break
-    return averaged, -np.concatenate(losses), converged
+    return state, window
+
+
+def _guide(model, parameters: int):
+    """``(name, guide)``: a full-covariance normal guide up to MVN_MAX_PARAMETERS, else diagonal."""
+    from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
+
+    if parameters <= MVN_MAX_PARAMETERS:
+        return "AutoMultivariateNormal", AutoMultivariateNormal(model)
+    return "AutoNormal", AutoNormal(model)
+
+
+def compile_seconds(model, args, kwargs, *, parameters: int, seed: int,
+                    learning_rate: float = 0.01) -> float:  # fmt: skip
+    """Time to compile the optimisation window :func:`run_svi` runs (compiled, not run)."""
+    _, guide = _guide(model, parameters)
+    state, window = _window_program(model, guide, args, kwargs, seed, learning_rate)
+    start = time.perf_counter()
+    window.lower(state, learning_rate).compile()
+    return time.perf_counter() - start
 
 
 def _levelled(before: float, after: float) -> bool:
@@ -145,11 +173,9 @@ def run_svi(
     """Fit the guide, then draw from it. Call inside ``float64()``."""
     import jax
     from numpyro.infer import Trace_ELBO
-    from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 
     start = time.perf_counter()
-    kind = "AutoMultivariateNormal" if parameters <= MVN_MAX_PARAMETERS else "AutoNormal"
-    guide = AutoMultivariateNormal(model) if kind == "AutoMultivariateNormal" else AutoNormal(model)
+    kind, guide = _guide(model, parameters)
     params, elbo, converged = _optimize(model, guide, args, kwargs, seed, learning_rate)
     key = jax.random.PRNGKey(seed + 1)
     draws = guide.sample_posterior(key, params, sample_shape=(num_samples,))
