@@ -121,3 +121,36 @@ def test_a_warm_single_device_fit_hands_host_arrays_to_the_executable(monkeypatc
         lambda x, a, b, c: a * np.exp(-b * x) + c, x, y, p0=(1.0, 1.0, 1.0)
     )
     np.testing.assert_allclose(popt, reference, rtol=1e-6)  # MINPACK's finite differences
+
+
+def test_resolved_settings_are_remembered_for_plain_options_only():
+    from jaxpro.fit._orchestrate import resolve_settings
+
+    first = resolve_settings(3, method=None, bounds=(-np.inf, np.inf), ftol=1e-8)
+    again = resolve_settings(3, bounds=(-np.inf, np.inf), method=None, ftol=1e-8)
+    assert again is first  # remembered, whatever the keyword order
+    assert not first.lb.flags.writeable and not first.x_scale.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        first.ub[0] = 1.0
+    # arrays are checked afresh (and equal what the scalars give)
+    arrays = resolve_settings(3, method=None, bounds=(np.full(3, -np.inf), np.full(3, np.inf)),
+                              ftol=1e-8)  # fmt: skip
+    assert arrays is not first and arrays.method == first.method == "lm"
+    np.testing.assert_array_equal(arrays.lb, first.lb)
+
+
+def test_remembered_settings_keep_every_check():
+    from jaxpro.errors import JaxproWarning
+    from jaxpro.fit._orchestrate import resolve_settings
+
+    assert resolve_settings(2, max_nfev=100).max_nfev == 100
+    # equal values of another type are not the same call: 100.0 and True are refused
+    for bad in (100.0, True):
+        with pytest.raises(InputError, match="max_nfev"):
+            resolve_settings(2, max_nfev=bad)
+    with pytest.raises(InputError, match="ftol"):
+        resolve_settings(2, ftol=float("nan"))
+    # dogbox warns on every call, not only the first
+    for _ in range(2):
+        with pytest.warns(JaxproWarning, match="dogbox"):
+            assert resolve_settings(2, method="dogbox").method == "trf"

@@ -162,6 +162,8 @@ def check_bounds(bounds, n_params: int) -> tuple[np.ndarray, np.ndarray]:
 def check_inside(
     theta: np.ndarray, lb: np.ndarray, ub: np.ndarray, names=None, argument="p0"
 ) -> None:
+    if ((theta >= lb) & (theta <= ub)).all():  # the common case, in one pass
+        return
     outside = np.flatnonzero((theta < lb) | (theta > ub))
     if outside.size:
         i = int(outside[0])

@@ -447,6 +447,14 @@ class StageRun:
     f_scale: float
 
 
+@functools.lru_cache(maxsize=64)
+def _identity(p: int) -> np.ndarray:
+    """The first pass's reference preconditioner, made once per size (read-only)."""
+    eye = np.eye(p)
+    eye.setflags(write=False)
+    return eye
+
+
 def prepare(
     program: Program,
     stages: tuple[StageRun, ...],
@@ -463,7 +471,7 @@ def prepare(
         dtype=np.float64,
     )
     datas = tuple(s.data for s in stages)
-    args = (datas, vectors, np.eye(p), knobs)
+    args = (datas, vectors, _identity(p), knobs)
     mesh = program.mesh()
     if mesh is None:
         # The executable takes host arrays as they are (zero-copy on the CPU,

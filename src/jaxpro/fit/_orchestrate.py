@@ -196,7 +196,45 @@ class Settings:
         return bool(np.any(np.isfinite(self.lb)) or np.any(np.isfinite(self.ub)))
 
 
-def resolve_settings(
+def resolve_settings(n_params, **options) -> Settings:
+    """Check and complete the solver options (see :func:`_resolve_settings`).
+
+    The common calls (scalar or no bounds, named loss, default scales, plain
+    numbers) are remembered: a warm 1,000-point fit takes ~300 us, of which
+    resolving afresh took ~13. The remembered Settings' arrays are read-only.
+    """
+    # dogbox warns on every call; arrays and other objects may not compare by value
+    if options.get("method") == "dogbox" or not all(map(_plain, options.values())):
+        return _resolve_settings(n_params, **options)
+    # types are part of the key: 100 and 100.0 (or True) are checked differently
+    key = (n_params, *sorted((name, _typed(value)) for name, value in options.items()))
+    return _remembered_settings(key, tuple(sorted(options.items())))
+
+
+_PLAIN = (str, int, float, type(None))
+
+
+def _plain(value) -> bool:
+    if type(value) is tuple:
+        return all(type(v) in _PLAIN for v in value)
+    return type(value) in _PLAIN
+
+
+def _typed(value):
+    if type(value) is tuple:
+        return tuple((type(v), v) for v in value)
+    return type(value), value
+
+
+@functools.lru_cache(maxsize=256)
+def _remembered_settings(key, options) -> Settings:
+    settings = _resolve_settings(key[0], **dict(options))
+    for array in (settings.x_scale, settings.lb, settings.ub):
+        array.setflags(write=False)
+    return settings
+
+
+def _resolve_settings(
     n_params,
     *,
     method=None,
@@ -315,7 +353,8 @@ def run_curve(
         auto_method: the method was chosen by jaxpro, so a failed LM may be
             retried with TRF.
     """
-    distributed = _process_count() > 1
+    processes = _process_count()
+    distributed = processes > 1
     if distributed:
         layout, arrays, n_total, warm_sample = _distributed_layout(data)
     else:
@@ -409,7 +448,7 @@ def run_curve(
         warm_info,
         first_method,
         n_total,
-        _process_count(),
+        processes,
         route,
     )
 
@@ -576,7 +615,7 @@ def scaled_covariance(
     only then: it derives from SciPy's, and importing scipy.optimize costs ~120 MB.
     """
     pcov = np.array(solved.outcome.covariance, dtype=np.float64)
-    if not np.all(np.isfinite(pcov)):
+    if not np.isfinite(pcov).all():
         if warn:
             warnings.warn(
                 "Covariance of the parameters could not be estimated",
