@@ -132,10 +132,21 @@ def exp3_in_place(x, a, b, c):
 
 
 def gauss6_in_place(x, a1, m1, s1, a2, m2, s2):
-    """Two Gaussians accumulated in place: JAX cannot trace it."""
-    out = a1 * np.exp(-0.5 * ((x - m1) / s1) ** 2)
-    out += a2 * np.exp(-0.5 * ((x - m2) / s2) ** 2)
-    return out
+    """Two Gaussians, each computed into its array in place: JAX cannot trace it.
+
+    (``out += ...`` alone would not do: on a traced array it rebinds to a new
+    one, so the jax.numpy translation runs it compiled.)
+    """
+    total = np.zeros_like(x, dtype=np.float64)
+    for a, m, s in ((a1, m1, s1), (a2, m2, s2)):
+        term = np.subtract(x, m)
+        term /= s
+        np.square(term, out=term)
+        term *= -0.5
+        np.exp(term, out=term)
+        term *= a
+        total += term
+    return total
 
 
 @dataclass(frozen=True)
@@ -243,9 +254,13 @@ def make_fitter(engine: str, model: Model) -> Callable[[np.ndarray, np.ndarray],
         curve_fit = jaxpro.curve_fit
 
         def fit(x, y):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NumPyModelWarning)  # once per call otherwise
-                return np.asarray(curve_fit(function, x, y, p0=p0)[0])
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", NumPyModelWarning)  # recorded, not printed
+                popt = np.asarray(curve_fit(function, x, y, p0=p0)[0])
+            on_host = any(issubclass(w.category, NumPyModelWarning) for w in caught)
+            if on_host != (engine == "jaxpro-host"):  # the row must measure what it says
+                raise RuntimeError(f"{engine}: the model ran {'on' if on_host else 'off'} the host")
+            return popt
 
         return fit
     if engine in ("scipy-lm", "scipy-trf"):
