@@ -152,19 +152,29 @@ class Timings:
             told apart, as in NumPyro's MCMC).
         run: executing the compiled program, up to results on the host.
         total: the whole call, including input checks and result assembly.
+        programs: ``(program, compile seconds)`` for each compiled program the call
+            ran, where the engine reports them (0 for one already compiled in this
+            process; one from the disk cache shows the time to load it).
     """
 
     compile: float | None
     run: float
     total: float
+    programs: tuple[tuple[str, float], ...] = ()
 
-    def to_dict(self) -> dict[str, float | None]:
-        return {"compile_s": self.compile, "run_s": self.run, "total_s": self.total}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"compile_s": self.compile, "run_s": self.run, "total_s": self.total}
+        if self.programs:
+            out["programs"] = [{"program": name, "compile_s": s} for name, s in self.programs]
+        return out
 
     def summary(self) -> str:
         if self.compile is None:
             return f"time: {self.total:.3g} s (run {self.run:.3g} s, compilation included)"
-        return f"time: {self.total:.3g} s (compile {self.compile:.3g} s, run {self.run:.3g} s)"
+        text = f"time: {self.total:.3g} s (compile {self.compile:.3g} s, run {self.run:.3g} s)"
+        if len(self.programs) > 1 or (self.programs and self.compile > 0):
+            text += "; compiled: " + ", ".join(f"{name} {s:.3g} s" for name, s in self.programs)
+        return text
 
 
 class Result:

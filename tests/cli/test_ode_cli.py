@@ -150,10 +150,12 @@ def test_ode_fit_bad_input_is_one_line_and_exit_2(tmp_path):
     rhs = "dx = -k*x; dy = -m*y"
     cases = (
         ([str(data), "--rhs", rhs, "--t", "t", "--y", "x=a"],
-         "--y: must give a column for every state (x, y)"),
+         "--y0: needs --y0: y has no column, so the first row cannot give the initial state"),
+        ([str(data), "--rhs", rhs, "--t", "t", "--y", ","],
+         "--y: must give a column for at least one state"),
         ([str(data), "--rhs", rhs, "--t", "t", "--y", "x=a,z=b"], "--y: z is not a state"),
         ([str(data), "--rhs", rhs, "--t", "t", "--y", "x=a,y=b", "--sigma", "x=s"],
-         "--sigma: must give a column for every state"),
+         "--sigma: must give a column for each of x, y"),
         ([str(data), "--rhs", rhs, "--t", "a", "--y", "x=a,y=b"], "--t: column 'a' is also"),
         ([str(data), "--rhs", rhs, "--t", "t", "--y", "x=a,y=nope"], "nope"),
         ([str(data), "--rhs", rhs, "--t", "t", "--y", "x=a,y=b", "--y0", "x=1"],
@@ -170,3 +172,23 @@ def test_ode_fit_bad_input_is_one_line_and_exit_2(tmp_path):
         result = CliRunner().invoke(cli, ["ode", "fit", *args])
         assert result.exit_code == 2 and message in result.output, (args, result.output)
         assert result.output.strip().count("\n") == 0, result.output
+
+
+def test_ode_fit_of_a_partly_observed_system(tmp_path):
+    """Only the prey is measured: the predator has no column, the fit goes through the prey.
+
+    Oracle: the Python call with the predator's column NaN (the same fit, 1e-8).
+    """
+    data, lv, times, noisy = lotka_volterra_data(tmp_path)
+    result = CliRunner().invoke(cli, ["ode", "fit", str(data), "--rhs", LV, "--t", "time", "--y",
+                                      "x=prey", "--y0", "x=10,y=5", "--p0",
+                                      "a=1.4,b=0.95,c=3.1,d=1.05", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    values = [payload["parameters"][n]["value"] for n in "abcd"]
+    prey_only = noisy.copy()
+    prey_only[:, 1] = np.nan
+    want = jaxpro.ode.fit(lv, times, prey_only, {"a": 1.4, "b": 0.95, "c": 3.1, "d": 1.05},
+                          [10.0, 5.0])  # fmt: skip
+    np.testing.assert_allclose(values, want.values, rtol=1e-8)
+    assert "state(s) 1 never" in payload["plan"]["reasons"][0]

@@ -154,3 +154,50 @@ def test_remembered_settings_keep_every_check():
     for _ in range(2):
         with pytest.warns(JaxproWarning, match="dogbox"):
             assert resolve_settings(2, method="dogbox").method == "trf"
+
+
+def test_timings_report_each_compiled_program():
+    """Issue 20: compile time per program in result.timings (the fit's first call compiles)."""
+
+    def decay(x, a, b):  # a model of this test only: its first fit compiles
+        return a * jnp.exp(-b * x)
+
+    x = np.linspace(0.0, 4.0, 500)
+    y = 2.0 * np.exp(-0.8 * x)
+    first = jaxpro.fit(decay, x, y, p0=[1.0, 1.0], progress=False)
+    ((name, seconds),) = first.timings.programs
+    assert name == "LM, one block of 512 points (Householder QR)"
+    assert seconds == first.timings.compile > 0
+    assert f"compiled: {name}" in first.timings.summary()
+    saved = first.to_dict()["timings"]["programs"]
+    assert saved == [{"program": name, "compile_s": seconds}]
+    again = jaxpro.fit(decay, x, y, p0=[1.0, 1.0], progress=False)
+    assert again.timings.programs == ((name, 0.0),)  # compiled once per process
+    assert "compiled:" not in again.timings.summary()
+
+
+def test_timings_name_the_warm_start_and_the_trf_retry():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from nist import load
+
+    box = load("BoxBOD")  # LM stalls on a plateau from start 1; TRF recovers it
+    result = jaxpro.fit(box.model, box.x, box.y, p0=box.starts[0], progress=False)
+    labels = [name for name, _ in result.timings.programs]
+    assert [label.split(",")[0] for label in labels] == ["LM", "TRF"], labels
+    long = np.linspace(0.0, 5.0, 1 << 17)
+    chunked = jaxpro.fit(_exp3, long, _exp3(long, 2.0, 1.0, 0.5), p0=[1.0, 1.2, 0.0],
+                         progress=False)  # fmt: skip
+    ((label, _),) = chunked.timings.programs
+    assert label.startswith("LM, ") and label.endswith("after a warm start on 4096 points")
+
+
+def test_fit_many_reports_its_queue_program():
+    x = np.linspace(0.0, 5.0, 50)
+    curves = np.stack([_exp3(x, a, 1.0, 0.2) for a in (1.0, 2.0, 3.0)])
+    result = jaxpro.fit_many(_exp3, x, curves, p0=[1.5, 1.0, 0.0])
+    ((label, seconds),) = result.timings.programs
+    assert label == "LM queue, 3 parameters, 50 points per curve"
+    assert seconds == result.timings.compile

@@ -56,6 +56,44 @@ def test_fits_the_initial_state_too(data):
     np.testing.assert_allclose(result.values[:4], list(TRUTH.values()), rtol=0.03)
 
 
+def test_a_state_never_observed_is_fitted_through_the_others(data):
+    """Only the prey measured (the predator's column NaN): the four parameters are still
+    determined, through the prey's response to the predator it never sees."""
+    times, observed = data
+    prey_only = observed.copy()
+    prey_only[:, 1] = np.nan
+    result = ode.fit(lotka_volterra, times, prey_only, {"a": 1.2, "b": 0.8, "c": 2.5, "d": 0.8},
+                     Y0)  # fmt: skip
+    truth = np.array(list(TRUTH.values()))
+    assert result.converged
+    assert np.all(np.abs(result.values - truth) < 3 * result.stderr), (result.values,
+                                                                       result.stderr)  # fmt: skip
+    np.testing.assert_allclose(result.values, truth, rtol=0.05)
+    assert result.n == times.size  # the prey's 40 values only
+    assert result.plan.reasons[0].startswith(
+        "ODE fit: 40 observations (40 times x 2 states,"
+        " 40 values not observed (NaN): state(s) 1 never"
+    )
+
+
+def test_missed_measurements_are_left_out(data):
+    """Oracle: NaN entries are dropped, so the fit equals one on the full data whose
+    missed entries carry no weight (sigma 1e100: weight 1e-100; an infinite sigma is
+    refused)."""
+    times, observed = data
+    holes = observed.copy()
+    missed = np.random.default_rng(5).random(holes.shape) < 0.15
+    holes[missed] = np.nan
+    start = {"a": 1.4, "b": 0.95, "c": 3.1, "d": 1.05}
+    result = ode.fit(lotka_volterra, times, holes, start, Y0)
+    assert result.n == int((~missed).sum())
+    weightless = ode.fit(lotka_volterra, times, observed, start, Y0,
+                         sigma=np.where(missed, 1e100, 1.0))  # fmt: skip
+    np.testing.assert_allclose(result.values, weightless.values, rtol=1e-8)
+    assert f"{int(missed.sum())} values not observed (NaN)" in result.plan.reasons[0]
+    assert "never" not in result.plan.reasons[0]
+
+
 def test_bad_fit_input():
     times = np.linspace(0, 1, 5)
     with pytest.raises(InputError, match=r"y_obs: must be \(5, 2\)"):
@@ -64,3 +102,9 @@ def test_bad_fit_input():
         ode.fit(lotka_volterra, times[::-1], np.ones((5, 2)), [1, 1, 1, 1], Y0)
     with pytest.raises(InputError, match="p0: must be finite"):
         ode.fit(lotka_volterra, times, np.ones((5, 2)), [1, np.nan, 1, 1], Y0)
+    with pytest.raises(InputError, match="y_obs: must be finite, or NaN where"):
+        ode.fit(lotka_volterra, times, np.full((5, 2), np.inf), [1, 1, 1, 1], Y0)
+    sparse = np.full((5, 2), np.nan)
+    sparse[:4, 0] = 1.0
+    with pytest.raises(InputError, match="y_obs: has 4 observed values for 4 parameters"):
+        ode.fit(lotka_volterra, times, sparse, [1, 1, 1, 1], Y0)

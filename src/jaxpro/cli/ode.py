@@ -16,8 +16,9 @@ summary (or JSON with ``--json``); ``--out DIR`` saves ``result.json`` and
     jaxpro ode fit lv.csv --rhs "dx = a*x - b*x*y; dy = -c*y + d*x*y" \
         --t time --y x=prey,y=predator --p0 a=1,b=1,c=2,d=1 --bounds a=0:inf --out fit/
 
-``--y`` maps every state to its column; the initial state is ``--y0`` or else the
-first row of the data (``--fit-y0`` estimates it too). It prints the fit's
+``--y`` maps states to their columns; a state without one is not observed and
+is fitted through the others (then ``--y0`` is needed). The initial state is
+``--y0`` or else the first row of the data (``--fit-y0`` estimates it too). It prints the fit's
 summary (or JSON) and ``--out`` saves ``result.json`` and ``ode_fit.png`` (the
 observations with the fitted solution).
 """
@@ -161,7 +162,8 @@ def solve(rhs: str, params: str, y0_text: str, t_text: str, points: int, method:
         info(f"saved: {directory}", json_output=as_json)
 
 
-def _columns(text: str, states: list[str], argument: str, required: bool) -> dict[str, str]:
+def _columns(text: str, states: list[str], argument: str,
+             required: list[str] | None) -> dict[str, str]:  # fmt: skip
     """``"x=prey,y=predator"`` -> ``{"x": "prey", "y": "predator"}``, checked against the states."""
     from jaxpro.errors import InputError
 
@@ -177,9 +179,11 @@ def _columns(text: str, states: list[str], argument: str, required: bool) -> dic
         if state in out:
             raise InputError(f"{state} is given twice", argument=argument, received=text)
         out[state] = column
-    if required and sorted(out) != sorted(states):
-        raise InputError(f"must give a column for every state ({', '.join(states)}); partly"
-                         " observed systems are not supported yet", argument=argument,
+    if required and sorted(out) != sorted(required):
+        raise InputError(f"must give a column for each of {', '.join(required)}",
+                         argument=argument, received=text)  # fmt: skip
+    if not out and required is not None:
+        raise InputError("must give a column for at least one state", argument=argument,
                          received=text)  # fmt: skip
     return out
 
@@ -245,20 +249,29 @@ def fit(data: str, rhs: str, t_column: str, y_text: str, sigma_text: str, p0: tu
     f, states, names = build_rhs(rhs, None)
     if not names:
         raise InputError("has no parameters to fit", argument="--rhs", received=rhs)
-    y_columns = _columns(y_text, states, "--y", required=True)
-    sigma_columns = _columns(sigma_text, states, "--sigma", required=bool(sigma_text.strip()))
+    # a state without a column is not observed: the fit goes through the others
+    y_columns = _columns(y_text, states, "--y", required=[])
+    seen = [s for s in states if s in y_columns]
+    sigma_columns = _columns(sigma_text, states, "--sigma",
+                             required=seen if sigma_text.strip() else None)  # fmt: skip
     if t_column in y_columns.values():
         raise InputError(f"column {t_column!r} is also a state's column", argument="--t")
-    wanted = [t_column, *(y_columns[s] for s in states), *(sigma_columns.get(s) for s in states
-                                                           if s in sigma_columns)]  # fmt: skip
+    wanted = [t_column, *(y_columns[s] for s in seen), *(sigma_columns[s] for s in seen
+                                                         if s in sigma_columns)]  # fmt: skip
     table = read_table(data, columns=list(dict.fromkeys(wanted)), argument="DATA")
     order = np.argsort(table[t_column], kind="stable")
     times = np.asarray(table[t_column])[order]
     if np.any(np.diff(times) <= 0):
         raise InputError("must hold distinct times (one row per time)", argument="--t",
                          received=t_column)  # fmt: skip
-    observed = np.stack([np.asarray(table[y_columns[s]])[order] for s in states], axis=1)
-    sigma = (np.stack([np.asarray(table[sigma_columns[s]])[order] for s in states], axis=1)
+    unobserved = np.full(times.size, np.nan)  # NaN: jaxpro.ode.fit's "not observed"
+
+    def column(names: dict[str, str], state: str, fill):
+        return np.asarray(table[names[state]], dtype=float)[order] if state in names else fill
+
+    observed = np.stack([column(y_columns, s, unobserved) for s in states], axis=1)
+    # sigma of an unobserved state: any positive number (its residuals are left out)
+    sigma = (np.stack([column(sigma_columns, s, np.ones(times.size)) for s in states], axis=1)
              if sigma_columns else None)  # fmt: skip
     given = _assignments(y0_text, "--y0")
     if given and sorted(given) != sorted(states):
@@ -267,6 +280,10 @@ def fit(data: str, rhs: str, t_column: str, y_text: str, sigma_text: str, p0: tu
     if not given and t0 is not None and t0 != times[0]:
         raise InputError("needs --y0: the first row is not at --t0", argument="--t0",
                          received=t0)  # fmt: skip
+    if not given and len(seen) < len(states):
+        raise InputError(f"needs --y0: {', '.join(s for s in states if s not in seen)} has no"
+                         " column, so the first row cannot give the initial state",
+                         argument="--y0")  # fmt: skip
     start = np.array([given[s] for s in states]) if given else observed[0]
     bounds_by_name = parse_bounds(bounds, names)
     p0_by_name = parse_p0(p0, names)

@@ -411,6 +411,7 @@ class Solved:
     outcome: Outcome
     compile_seconds: float
     run_seconds: float
+    programs: tuple[tuple[str, float], ...] = ()  # (what was compiled, seconds), per program
 
 
 @dataclass(frozen=True)

@@ -819,6 +819,7 @@ def _result(
         compile=solved.compile_seconds,
         run=solved.run_seconds,
         total=time.perf_counter() - started,
+        programs=solved.programs,
     )
     return FitResult(
         names=resolved.names,

@@ -441,7 +441,7 @@ def fit_many(
             raise InputError(f"the model returned shape {shape} for {n} points", argument="model")
 
     curves = _Curves(residual, layout, data_for, theta0, lb, ub, counts)
-    columns, compile_s, run_s, method_used, (ss_tot, quantile) = _solve_all(
+    columns, (compile_s, programs), run_s, method_used, (ss_tot, quantile) = _solve_all(
         curves,
         settings,
         batch_size,
@@ -466,6 +466,7 @@ def fit_many(
         started,
         m,
         batch_size,
+        programs,
     )
 
 
@@ -504,7 +505,8 @@ def _solve_all(
     """Run every curve; re-run LM failures with TRF when jaxpro chose the method.
 
     ``meanwhile()`` (host work that does not need the fits) runs while the
-    first solve computes; returns ``(columns, compile_s, run_s, method, meanwhile())``.
+    first solve computes; returns ``(columns, (compile_s, programs), run_s, method,
+    meanwhile())``, ``programs`` being ``(what was compiled, seconds)`` pairs.
     """
     m, p = curves.theta0.shape
     collect = _start(curves, settings, np.arange(m), batch_size)
@@ -513,6 +515,8 @@ def _solve_all(
     extra = meanwhile()
     columns, compile_s, run_s = collect()
     method_used = settings.method
+    label = f"{p} parameters, {curves.layout.size} points per curve"
+    programs = [(f"{settings.method.upper()} queue, {label}", compile_s)]
     if auto and settings.method == "lm":
         failed = np.flatnonzero((columns["status"] == 0) & (curves.counts >= p))
         if failed.size:
@@ -521,8 +525,9 @@ def _solve_all(
             for key, value in retry.items():
                 columns[key][failed] = value
             compile_s, run_s = compile_s + c2, run_s + r2
+            programs.append((f"TRF queue, {label}", c2))
             method_used = f"lm (TRF for {failed.size} curve(s) where LM ran out of evaluations)"
-    return columns, compile_s, run_s, method_used, extra
+    return columns, (compile_s, tuple(programs)), run_s, method_used, extra
 
 
 def _call_size(m: int, slots: int, devices: int) -> int:
@@ -748,6 +753,7 @@ def _assemble(
     started,
     m,
     batch_size,
+    programs=(),
 ) -> ManyFitResult:
     p = len(resolved.names)
     status = columns["status"].copy()
@@ -808,7 +814,8 @@ def _assemble(
             "max_nfev": settings.max_nfev,
         },
     )
-    timings = Timings(compile=compile_s, run=run_s, total=time.perf_counter() - started)
+    timings = Timings(compile=compile_s, run=run_s, total=time.perf_counter() - started,
+                      programs=programs)  # fmt: skip
     return ManyFitResult(
         names=resolved.names,
         values=values,

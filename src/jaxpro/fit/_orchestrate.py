@@ -437,6 +437,7 @@ def run_curve(
             chosen,
             compile_seconds=solved.compile_seconds + retry.compile_seconds,
             run_seconds=solved.run_seconds + retry.run_seconds,
+            programs=solved.programs + retry.programs,
         )
     if route.path == _numpy_model.HOST:
         warn_host(what, route, solved.run_seconds)
@@ -580,7 +581,17 @@ def _solve(residual, settings: Settings, stages, theta0) -> Solved:
     prepared = _engine.prepare(
         program, tuple(run for _, run in stages), theta0, settings.lb, settings.ub, settings.x_scale
     )
-    return _engine.solve(prepared)
+    solved = _engine.solve(prepared)
+    return replace(solved, programs=((_program_label(settings, stages), solved.compile_seconds),))
+
+
+def _program_label(settings: Settings, stages) -> str:
+    """What a compiled fit program does, in words (for ``timings.programs``)."""
+    (spec, _), first = stages[-1], stages[0]
+    label = f"{settings.method.upper()}, {spec.layout.describe()}"
+    if len(stages) > 1:
+        label += f", after a warm start on {first[1].n_rows} points"
+    return label
 
 
 def _nonfinite_message(model, data: CurveData, theta0, jac, what) -> str:

@@ -77,7 +77,9 @@ def fit(
         f: the right-hand side; ``params`` is a 1-D array of the parameters in the
             order of ``p0`` (so ``a, b = params`` unpacks them).
         t_obs: observation times ``(m,)``, increasing.
-        y_obs: observations ``(m, n)`` (every state observed) or ``(m,)`` (one state).
+        y_obs: observations ``(m, n)`` or ``(m,)`` (one state). NaN marks a value not
+            observed: a state never measured is a column of NaN (the fit then uses the
+            other states alone), a missed measurement a single NaN.
         p0: starting values: a dict by name, or a sequence (named ``p0, p1, ...``).
         y0: the initial state ``(n,)`` at ``t0``.
         fit_y0: also fit the initial state (parameters ``y0_0, y0_1, ...``).
@@ -119,6 +121,14 @@ def fit(
     ):
         raise InputError(f"must be ({times.size}, {n_states}) (one row per time, one column per"
                          " state)", argument="y_obs", received=observed.shape)  # fmt: skip
+    if np.any(np.isinf(observed)):
+        raise InputError("must be finite, or NaN where a value was not observed",
+                         argument="y_obs", received=y_obs)  # fmt: skip
+    seen = ~np.isnan(observed)  # NaN: not observed
+    if seen.sum() <= len(names):
+        raise InputError(f"has {int(seen.sum())} observed values for {len(names)} parameters;"
+                         " a fit needs more observations than parameters", argument="y_obs",
+                         received=observed.shape)  # fmt: skip
     t_start = float(times[0] if t0 is None else t0)
     if t_start > times[0]:
         raise InputError("must not come after the first observation", argument="t0",
@@ -160,17 +170,19 @@ def fit(
             [inspect.Parameter("index", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
             + [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
         )
-        flat = observed[:count].reshape(-1)
+        # the model returns the solution at the observed entries only (their
+        # flat indices are its x), so unobserved states cost no residuals
+        index = np.flatnonzero(seen[:count].reshape(-1))
+        flat = observed[:count].reshape(-1)[index]
         weights = None if sigma is None else np.broadcast_to(
-            np.asarray(sigma, dtype=float), observed.shape)[:count].reshape(-1)  # fmt: skip
-        window_fit = jaxpro.fit(model, np.arange(flat.size, dtype=float), flat,
+            np.asarray(sigma, dtype=float), observed.shape)[:count].reshape(-1)[index]  # fmt: skip
+        window_fit = jaxpro.fit(model, index.astype(float), flat,
                           p0=dict(zip(names, start_values, strict=True)), sigma=weights,
                           bounds=bounds, absolute_sigma=absolute_sigma,
                           confidence=confidence)  # fmt: skip
         clock.append(window_fit.timings)
         return window_fit
 
-    flat = observed.reshape(-1)
     result = fit_window(times.size, start_values)
     growing = []
     if result.r_squared < GOOD_R2 and times.size >= 4 * MIN_WINDOW:
@@ -189,10 +201,18 @@ def fit(
             result = retry
         else:
             growing.append("the first fit had the lower cost and is kept")
+    n_observed = int(seen.sum())
+    missing = ""
+    if n_observed < seen.size:
+        unseen = [str(i) for i in range(n_states) if not single and not seen[:, i].any()]
+        missing = (f", {seen.size - n_observed} values not observed (NaN)"
+                   + (f": state(s) {', '.join(unseen)} never, fitted through the others"
+                      if unseen else ""))  # fmt: skip
     reasons = (
-        f"ODE fit: {flat.size} observations ({times.size} times x"
-        f" {1 if single else n_states} states) of the solution from t0 = {t_start:g};"
-        f" {n_params} parameters" + (f" and the {n_states} initial states" if fit_y0 else ""),
+        f"ODE fit: {n_observed} observations ({times.size} times x"
+        f" {1 if single else n_states} states{missing}) of the solution from t0 ="
+        f" {t_start:g}; {n_params} parameters"
+        + (f" and the {n_states} initial states" if fit_y0 else ""),
         *probe.plan.reasons,
         f"solver {chosen} (chosen at p0), rtol {rtol:g}, atol {atol:g}; forward-mode"
         " derivatives through the solve (Diffrax ForwardMode: few parameters, many"
