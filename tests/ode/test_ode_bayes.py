@@ -49,6 +49,48 @@ def test_decay_rate_posterior_matches_quadrature():
     assert draws.std() == pytest.approx(sd, rel=0.1)
 
 
+def conversion(t, y, p):  # x -> y at rate k: y(t) = 2 (1 - exp(-k t)) from (2, 0)
+    return jnp.stack([-p[0] * y[0], p[0] * y[0]])
+
+
+def test_a_state_never_observed_gets_no_likelihood_and_no_scale():
+    """Only y of x -> y is measured (x's column NaN, one y value missed too).
+
+    Oracle: quadrature of the one-dimensional posterior of k from y's closed form at
+    the observed entries alone (uniform prior, known sigma), as for the decay above.
+    """
+    times = np.linspace(0.25, 4.0, 15)
+    rng = np.random.default_rng(11)
+    y = 2.0 * (1.0 - np.exp(-0.8 * times)) + 0.1 * rng.standard_normal(times.size)
+    y[6] = np.nan
+    observed = np.column_stack([np.full(times.size, np.nan), y])
+    posterior = ode.bayes_fit(conversion, times, observed, {"k": (0.1, 3.0)}, [2.0, 0.0],
+                              t0=0.0, num_warmup=300, num_samples=400,
+                              progress=False)  # fmt: skip
+    assert posterior.ok, posterior.problems
+    assert "sigma_0" not in posterior.draws  # x was never measured: no scale to infer
+    reason = next(r for r in posterior.plan.reasons if r.startswith("ODE posterior"))
+    assert reason.startswith("ODE posterior: 14 observations (15 times x 2 states, 16 values"
+                             " not observed (NaN): state(s) 0 never)")  # fmt: skip
+    # sigma_1 is inferred: integrate k's posterior over it on a grid of both
+    seen = ~np.isnan(y)
+    k_grid = np.linspace(0.1, 3.0, 1501)
+    s_grid = np.linspace(0.02, 0.5, 400)
+    curves = 2.0 * (1.0 - np.exp(-np.outer(k_grid, times[seen])))
+    squares = np.sum((y[seen] - curves) ** 2, axis=1)
+    scale = float(np.nanstd(y))  # the half-normal prior's scale: the data's spread
+    log_post = (-0.5 * squares[:, None] / s_grid**2 - seen.sum() * np.log(s_grid)
+                - 0.5 * (s_grid / scale) ** 2)  # fmt: skip
+    weights = np.exp(log_post - log_post.max()).sum(axis=1)
+    weights /= weights.sum()
+    mean = float(np.sum(weights * k_grid))
+    sd = float(np.sqrt(np.sum(weights * (k_grid - mean) ** 2)))
+    draws = posterior.flat("k")
+    mcse = float(posterior.table.loc["k", "mcse_mean"])
+    assert abs(draws.mean() - mean) < 4 * mcse, (draws.mean(), mean, mcse)
+    assert draws.std() == pytest.approx(sd, rel=0.1)
+
+
 @pytest.mark.slow
 def test_lotka_volterra_truth_inside_the_credible_intervals():
     def lv(t, y, p):
@@ -94,6 +136,8 @@ def test_bayes_fit_bad_input():
         ({"y_obs": observed[:5]}, "y_obs: must be (15, 1)"),
         ({"t_obs": times[::-1]}, "t_obs: must be at least two increasing times"),
         ({"y0": [np.nan]}, "y0: must be a finite 1-D state"),
+        ({"y_obs": np.full(15, np.inf)}, "y_obs: must be finite, or NaN where a value"),
+        ({"y_obs": np.full(15, np.nan)}, "y_obs: has no observed value (all NaN)"),
         ({"t0": 1.0}, "t0: must not come after the first observation"),
     )  # fmt: skip
     for changes, message in cases:

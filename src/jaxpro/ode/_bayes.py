@@ -188,8 +188,9 @@ def bayes_fit(
         f: the right-hand side; ``params`` is a 1-D array of the parameters in the
             order of ``priors`` (the ``y0_*`` entries excluded).
         t_obs: observation times ``(m,)``, increasing.
-        y_obs: observations ``(m, n)`` (every state) or ``(m,)`` (one state), in
-            the state's units.
+        y_obs: observations ``(m, n)`` or ``(m,)`` (one state), in the state's units;
+            NaN marks a value not observed (a state never measured is a column of NaN:
+            it gets no noise scale and no likelihood term).
         priors: ``{name: numpyro distribution or (low, high)}`` for each parameter,
             and ``y0_0, y0_1, ...`` for the initial states with ``fit_y0``.
         y0: the initial state ``(n,)`` at ``t0`` (with ``fit_y0``: only to check shapes).
@@ -234,11 +235,15 @@ def bayes_fit(
     if observed.shape != (times.size, n_states):
         raise InputError(f"must be ({times.size}, {n_states}) (one row per time, one column per"
                          " state)", argument="y_obs", received=np.shape(y_obs))  # fmt: skip
-    if not np.all(np.isfinite(observed)):
-        raise InputError("must be finite", argument="y_obs")
+    if np.any(np.isinf(observed)):
+        raise InputError("must be finite, or NaN where a value was not observed",
+                         argument="y_obs")  # fmt: skip
+    seen = ~np.isnan(observed)  # NaN: not observed (as in ode.fit)
+    if not seen.any():
+        raise InputError("has no observed value (all NaN)", argument="y_obs")
     if noise not in NOISES:
         raise InputError(f"must be one of {NOISES}", argument="noise", received=noise)
-    if noise == "lognormal" and np.any(observed <= 0):
+    if noise == "lognormal" and np.any(observed[seen] <= 0):
         raise InputError("must be positive with noise='lognormal'", argument="y_obs")
     scales = None
     if sigma is not None:
@@ -265,8 +270,15 @@ def bayes_fit(
     chosen = probe.plan.method
     solver = getattr(diffrax, METHODS[chosen][0])()
     term = diffrax.ODETerm(f)
-    data_scale = np.std(np.log(observed) if noise == "lognormal" else observed, axis=0)
-    data_scale = np.where(data_scale > 0, data_scale, 1.0)
+    measured = seen.any(axis=0)  # states with at least one observation
+    values = np.log(observed) if noise == "lognormal" else observed
+    spread = np.array([np.nanstd(values[:, i]) if measured[i] else 0.0
+                       for i in range(n_states)])  # fmt: skip
+    data_scale = np.where(spread > 0, spread, 1.0)
+    # the likelihood sees the observed entries only; the others hold a harmless
+    # stand-in (positive, for the log-normal) and are masked out
+    filled = np.where(seen, observed, 1.0)
+    everything = bool(seen.all())
 
     n_params = len(names)
 
@@ -293,27 +305,37 @@ def bayes_fit(
         numpyro.factor("ode_solved", jnp.where(ok, 0.0, -jnp.inf))
         ys = jnp.where(ok, ys, 1.0)  # finite stand-ins: the factor already rejected it
         if scales is None:
+            # a scale only for the states that were measured (the others have no data
+            # to inform it)
             noise_scale = jnp.stack([numpyro.sample(f"sigma_{i}", dist.HalfNormal(data_scale[i]))
+                                     if measured[i] else jnp.ones(())
                                      for i in range(n_states)])  # fmt: skip
         else:
             noise_scale = jnp.asarray(scales)
         if noise == "lognormal":
-            numpyro.sample("y", dist.LogNormal(jnp.log(jnp.maximum(ys, 1e-300)), noise_scale),
-                           obs=observed)  # fmt: skip
+            likelihood = dist.LogNormal(jnp.log(jnp.maximum(ys, 1e-300)), noise_scale)
         else:
-            numpyro.sample("y", dist.Normal(ys, noise_scale), obs=observed)
+            likelihood = dist.Normal(ys, noise_scale)
+        if not everything:
+            likelihood = likelihood.mask(seen)
+        numpyro.sample("y", likelihood, obs=observed)
 
     starts, start_reason = _least_squares_start(f, times, observed, table, names, start,
                                                 fit_y0, t0, noise, chosen, rtol, atol)  # fmt: skip
     sample_options.setdefault("init_values", starts)
     # NumPy float64 arrays: jnp.asarray here, outside float64 mode, would make them float32
-    posterior = jaxpro.bayes.sample(model, times, observed,
+    posterior = jaxpro.bayes.sample(model, times, filled,
                                     method="nuts", num_chains=num_chains, num_warmup=num_warmup,
                                     num_samples=num_samples, seed=seed,
                                     **sample_options)  # fmt: skip
+    missing = ""
+    if not everything:
+        never = ", ".join(str(i) for i in np.flatnonzero(~measured))
+        missing = f", {int((~seen).sum())} values not observed (NaN)"
+        missing += f": state(s) {never} never" if never else ""
     reasons = (
-        f"ODE posterior: {observed.size} observations ({times.size} times x {n_states} states),"
-        f" {noise} noise with "
+        f"ODE posterior: {int(seen.sum())} observations ({times.size} times x {n_states} states"
+        f"{missing}), {noise} noise with "
         + ("the given scale" if scales is not None else "a scale per state inferred")
         + f"; {len(names)} parameters"
         + (f" and the {n_states} initial states" if fit_y0 else ""),
