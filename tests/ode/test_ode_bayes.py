@@ -28,6 +28,17 @@ def decay_data():
     return times, observed
 
 
+def assert_matches_quadrature(posterior, grid, weights):
+    """k's draws: the mean within 4 MCSE and the sd within 10% of the gridded posterior."""
+    weights = weights / weights.sum()
+    mean = float(np.sum(weights * grid))
+    sd = float(np.sqrt(np.sum(weights * (grid - mean) ** 2)))
+    draws = posterior.flat("k")
+    mcse = float(posterior.table.loc["k", "mcse_mean"])
+    assert abs(draws.mean() - mean) < 4 * mcse, (draws.mean(), mean, mcse)
+    assert draws.std() == pytest.approx(sd, rel=0.1)
+
+
 def test_decay_rate_posterior_matches_quadrature():
     times, observed = decay_data()
     posterior = ode.bayes_fit(decay, times, observed, {"k": (0.1, 3.0)}, [2.0], sigma=0.1,
@@ -39,14 +50,7 @@ def test_decay_rate_posterior_matches_quadrature():
     grid = np.linspace(0.1, 3.0, 20001)
     curves = 2.0 * np.exp(-np.outer(grid, times))
     log_like = -0.5 * np.sum((observed - curves) ** 2, axis=1) / 0.1**2
-    weights = np.exp(log_like - log_like.max())
-    weights /= weights.sum()
-    mean = float(np.sum(weights * grid))
-    sd = float(np.sqrt(np.sum(weights * (grid - mean) ** 2)))
-    draws = posterior.flat("k")
-    mcse = float(posterior.table.loc["k", "mcse_mean"])
-    assert abs(draws.mean() - mean) < 4 * mcse, (draws.mean(), mean, mcse)
-    assert draws.std() == pytest.approx(sd, rel=0.1)
+    assert_matches_quadrature(posterior, grid, np.exp(log_like - log_like.max()))
 
 
 def conversion(t, y, p):  # x -> y at rate k: y(t) = 2 (1 - exp(-k t)) from (2, 0)
@@ -81,14 +85,7 @@ def test_a_state_never_observed_gets_no_likelihood_and_no_scale():
     scale = float(np.nanstd(y))  # the half-normal prior's scale: the data's spread
     log_post = (-0.5 * squares[:, None] / s_grid**2 - seen.sum() * np.log(s_grid)
                 - 0.5 * (s_grid / scale) ** 2)  # fmt: skip
-    weights = np.exp(log_post - log_post.max()).sum(axis=1)
-    weights /= weights.sum()
-    mean = float(np.sum(weights * k_grid))
-    sd = float(np.sqrt(np.sum(weights * (k_grid - mean) ** 2)))
-    draws = posterior.flat("k")
-    mcse = float(posterior.table.loc["k", "mcse_mean"])
-    assert abs(draws.mean() - mean) < 4 * mcse, (draws.mean(), mean, mcse)
-    assert draws.std() == pytest.approx(sd, rel=0.1)
+    assert_matches_quadrature(posterior, k_grid, np.exp(log_post - log_post.max()).sum(axis=1))
 
 
 @pytest.mark.slow
