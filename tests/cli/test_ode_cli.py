@@ -175,20 +175,29 @@ def test_ode_fit_bad_input_is_one_line_and_exit_2(tmp_path):
 
 
 def test_ode_fit_of_a_partly_observed_system(tmp_path):
-    """Only the prey is measured: the predator has no column, the fit goes through the prey.
+    """x -> y with only y measured: x has no column, the fit goes through y.
 
-    Oracle: the Python call with the predator's column NaN (the same fit, 1e-8).
+    Oracle: the Python call with x's column NaN (the same fit, 1e-8), and the closed
+    form y = 2 (1 - exp(-k t)) fitted by SciPy's curve_fit (1e-6).
     """
-    data, lv, times, noisy = lotka_volterra_data(tmp_path)
-    result = CliRunner().invoke(cli, ["ode", "fit", str(data), "--rhs", LV, "--t", "time", "--y",
-                                      "x=prey", "--y0", "x=10,y=5", "--p0",
-                                      "a=1.4,b=0.95,c=3.1,d=1.05", "--json"])  # fmt: skip
+    from scipy.optimize import curve_fit
+
+    times = np.linspace(0.25, 4.0, 20)
+    y = 2.0 * (1.0 - np.exp(-0.8 * times)) + 0.02 * np.random.default_rng(2).normal(size=20)
+    data = write_csv(tmp_path / "conversion.csv", ["t", "product"], np.column_stack([times, y]))
+    result = CliRunner().invoke(cli, ["ode", "fit", str(data), "--rhs", "dx = -k*x; dy = k*x",
+                                      "--t", "t", "--y", "y=product", "--y0", "x=2,y=0",
+                                      "--t0", "0", "--p0", "k=1", "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    values = [payload["parameters"][n]["value"] for n in "abcd"]
-    prey_only = noisy.copy()
-    prey_only[:, 1] = np.nan
-    want = jaxpro.ode.fit(lv, times, prey_only, {"a": 1.4, "b": 0.95, "c": 3.1, "d": 1.05},
-                          [10.0, 5.0])  # fmt: skip
-    np.testing.assert_allclose(values, want.values, rtol=1e-8)
-    assert "state(s) 1 never" in payload["plan"]["reasons"][0]
+    value = payload["parameters"]["k"]["value"]
+
+    def conversion(t, state, args):
+        return jnp.stack([-args[0] * state[0], args[0] * state[0]])
+
+    both = np.column_stack([np.full(times.size, np.nan), y])
+    want = jaxpro.ode.fit(conversion, times, both, {"k": 1.0}, [2.0, 0.0], t0=0.0)
+    assert value == pytest.approx(want.values[0], rel=1e-8)
+    popt, _ = curve_fit(lambda t, k: 2.0 * (1.0 - np.exp(-k * t)), times, y, p0=[1.0])
+    assert value == pytest.approx(popt[0], rel=1e-6)
+    assert "state(s) 0 never" in payload["plan"]["reasons"][0]
