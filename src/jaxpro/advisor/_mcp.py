@@ -28,6 +28,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from jaxpro.cli.bayes import FAMILY_NAMES
+
 __all__ = ["build_server"]
 
 MAX_POINTS = 1_000_000  # numbers in an inline array
@@ -195,15 +197,7 @@ def build_server(root: str | Path, timeout: float = 300.0):
     def bayes_fit(
         data: Annotated[str, Field(description="a CSV/TSV/Parquet file under the root")],
         formula: Annotated[str, Field(max_length=MAX_TEXT, description="e.g. y ~ x + (1 | g)")],
-        family: Literal[
-            "gaussian",
-            "student_t",
-            "bernoulli",
-            "binomial",
-            "poisson",
-            "negative_binomial",
-            "gamma",
-        ] = "gaussian",
+        family: Literal[FAMILY_NAMES] = "gaussian",  # the CLI's list: one source
         chains: Annotated[int, Field(ge=1, le=8)] = 4,
         draws: Annotated[int, Field(ge=100, le=5_000)] = 1000,
         time_limit: TimeLimit = None,
