@@ -295,7 +295,8 @@ def test_diff_step_and_workers_drive_the_host_differences():
         r[1] = 2.0 * (x[0] - 3.0)
         return r
 
-    def workers(f, points):
+    def workers(f, points):  # SciPy's contract: a map over an iterable of points
+        points = list(points)
         calls.append(len(points))
         return map(f, points)
 

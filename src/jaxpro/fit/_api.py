@@ -28,7 +28,7 @@ import numpy as np
 
 from jaxpro._precision import float64
 from jaxpro.errors import ConvergenceError, InputError, InputTypeError, ModelError
-from jaxpro.fit import _checks, _data, _engine, _numpy_model
+from jaxpro.fit import _checks, _data, _engine, _host_loop, _numpy_model
 from jaxpro.fit._model import count_parameters, curve_residual, trace_check
 from jaxpro.fit._orchestrate import (
     MESSAGES,
@@ -150,7 +150,11 @@ def curve_fit(
     infodict = {
         "nfev": int(out.nfev),
         "njev": int(out.njev),
-        "fvec": _residual_vector(run.route.model, data, popt, run.route.jac),
+        "fvec": (
+            run.fvec
+            if run.fvec is not None
+            else _residual_vector(run.route.model, data, popt, run.route.jac)
+        ),
         "R": np.asarray(out.R),
         "qtr": np.asarray(out.qtr),
     }
@@ -212,6 +216,33 @@ class _Rebuild:
         it = iter(dynamic)
         leaves = [next(it) if s is None else s for s in self.static]
         return jax.tree.unflatten(self.treedef, leaves)
+
+
+def _solve_on_host(fun, jac, rebuild, leaves, start, settings, route, m, diff_step, workers):
+    """least_squares' solve by SciPy's loop on the host: ``(solved, f at x, J at x)``.
+
+    J is SciPy's TRF/dogbox one (scaled by the robust loss) or, for LM, the
+    user's ``jac`` or forward differences at the answer (see ``_host_loop``).
+    """
+    args, kwargs = rebuild(tuple(np.asarray(leaf) for leaf in leaves))
+    p = start.shape[0]
+
+    def residual(theta):
+        return np.atleast_1d(np.asarray(fun(theta, *args, **kwargs), dtype=np.float64))
+
+    jacobian = None
+    if callable(jac):
+
+        def jacobian(theta):
+            value = _numpy_model.dense_jacobian(jac(theta, *args, **kwargs), p)
+            return np.reshape(value, (m, p))
+
+    f0 = residual(start.copy())
+    route.clock.evaluations += 1
+    if not np.isfinite(f0).all():
+        raise ModelError("fun returned non-finite residuals (or derivatives) at x0")
+    problem = _host_loop.HostProblem(residual, jacobian, m, diff_step, workers)
+    return _host_loop.solve(problem, start, settings, route.clock, f0=f0)
 
 
 class _LeastSquaresResult(dict):
@@ -344,19 +375,29 @@ def least_squares(
                 f"method 'lm' needs at least as many residuals ({m}) as variables ({n_params})",
                 argument="method",
             )
-        stage = (
-            _engine.StageSpec(_data.Layout("direct", m), settings.loss),
-            _stage_run({"block": block}, m, settings),
-        )
-        solved = _solve(residual, settings, (stage,), start)
+        on_host = _host_loop.used_for(route, m, settings)
+        if on_host:
+            # small and host-only: SciPy's own loop iterates (_host_loop)
+            solved, f_val, J = _solve_on_host(
+                fun, jac, rebuild, block["leaves"], start, settings, route, m, diff_step, workers
+            )
+        else:
+            stage = (
+                _engine.StageSpec(_data.Layout("direct", m), settings.loss),
+                _stage_run({"block": block}, m, settings),
+            )
+            solved = _solve(residual, settings, (stage,), start)
         if route.path == _numpy_model.HOST:
             warn_host("fun", route, solved.run_seconds)
         out = solved.outcome
         if int(out.status) == -3:
             raise ModelError("fun returned non-finite residuals (or derivatives) at x0")
         x = np.asarray(out.x)
-        f_val = np.asarray(jax.jit(residual)(x, block))
-        J = np.asarray(jax.jit(jax.jacfwd(residual))(x, block))
+        if not on_host:
+            f_val = np.asarray(jax.jit(residual)(x, block))
+            J = np.asarray(jax.jit(jax.jacfwd(residual))(x, block))
+        # SciPy's TRF returns its Jacobian already scaled by the robust loss
+        scaled = on_host and settings.method != "lm" and jac_kind == "dense"
         if jac_kind != "dense":
             # SciPy returns the kind the user's jac returns (sparse or LinearOperator)
             args_, kwargs_ = rebuild(tuple(np.asarray(leaf) for leaf in block["leaves"]))
@@ -369,7 +410,7 @@ def least_squares(
         nfev = route.clock.evaluations
         if settings.method == "lm":
             nfev += route.clock.difference_evaluations
-    if settings.loss != "linear":
+    if settings.loss != "linear" and not scaled:
         from jaxpro.fit._losses import robust_scaling
 
         with float64():

@@ -38,10 +38,13 @@ def _forward_differences(
         points.append(shifted)
         taken.append(shifted[j] - theta[j])  # the step actually taken, after rounding
     values = list(map(call, points)) if workers is None else list(workers(call, points))
-    jac = np.empty((f0.shape[0], theta.shape[0]))
+    # filled a column at a time as contiguous rows of J^T: J comes back
+    # Fortran-ordered, as LAPACK's QR takes it without a copy
+    jac_t = np.empty((theta.shape[0], f0.shape[0]))
     for j, (value, h) in enumerate(zip(values, taken, strict=True)):
-        jac[:, j] = (np.asarray(value) - f0) / h
-    return jac
+        np.subtract(value, f0, out=jac_t[j])
+        jac_t[j] /= h
+    return jac_t.T
 
 
 class HostClock:

@@ -22,7 +22,7 @@ import numpy as np
 
 from jaxpro import errors
 from jaxpro.errors import InputError, ModelError, NumPyModelWarning
-from jaxpro.fit import _checks, _data, _engine, _numpy_model
+from jaxpro.fit import _checks, _data, _engine, _host_loop, _numpy_model
 from jaxpro.fit._engine import Outcome, Solved
 from jaxpro.fit._losses import check_loss
 from jaxpro.fit._model import curve_residual, trace_check
@@ -190,6 +190,9 @@ class Settings:
     x_scale: np.ndarray
     lb: np.ndarray
     ub: np.ndarray
+    # which of ftol, xtol, gtol took jaxpro's default (not given by the caller):
+    # SciPy's own loop on the host (_host_loop) uses SciPy's defaults there
+    defaulted: tuple[bool, bool, bool] = (False, False, False)
 
     @property
     def bounded(self) -> bool:
@@ -252,6 +255,7 @@ def _resolve_settings(
     bounded = bool(np.any(np.isfinite(lb)) or np.any(np.isfinite(ub)))
     method = _checks.check_method(method, bounded, loss != "linear")
     jac_scale, scales = _checks.check_x_scale(x_scale, n_params, method)
+    defaulted = (ftol is None, xtol is None, gtol is None)
     ftol = _checks.check_tolerance(_checks.FTOL if ftol is None else ftol, "ftol")
     xtol = _checks.check_tolerance(_checks.XTOL if xtol is None else xtol, "xtol")
     gtol = _checks.check_tolerance(_checks.GTOL if gtol is None else gtol, "gtol")
@@ -268,6 +272,7 @@ def _resolve_settings(
         x_scale=scales,
         lb=lb,
         ub=ub,
+        defaulted=defaulted,
     )
 
 
@@ -307,6 +312,8 @@ class CurveRun:
     n: int = 0  # points in the fit (all processes together)
     processes: int = 1
     route: _numpy_model.ModelPath | None = None  # how the model ran (JAX, translated, host)
+    host_loop: str | None = None  # SciPy's driver that iterated on the host (_host_loop), if any
+    fvec: np.ndarray | None = None  # the weighted residuals at the answer, where already known
 
 
 @functools.lru_cache(maxsize=64)
@@ -369,6 +376,8 @@ def run_curve(
         jac = None if jac is None else _x_shaped(jac, data.x_lead)
     x_user = data.x if data.x_lead is None else data.x.reshape(*data.x_lead, -1)
     route = _numpy_model.curve_model(model, jac, x_user, data.n, theta0, sample, what)
+    if _host_loop.used_for(route, n_total, settings, distributed):
+        return _host_loop.run_curve(model, jac, data, theta0, settings, route, auto_method, what)
     if route.path == _numpy_model.HOST and layout.kind == "chunked" and not distributed:
         # each chunk is a host round trip: few large chunks, as SciPy evaluates
         # the whole array (padding is evaluated too, so no bigger than needed)

@@ -41,7 +41,15 @@ def build_plan(
     if run.fallback:
         reasons.append(run.fallback)
     reasons.append(_model_reason(run, n_params))
-    if layout.kind == "direct":
+    if run.host_loop is not None:
+        from jaxpro.fit._host_loop import HOST_LOOP_MAX
+
+        reasons.append(
+            f"{n} points <= {HOST_LOOP_MAX[settings.method]} with a model that runs only in Python: {run.host_loop},"
+            " one plain call per evaluation and nothing to compile (jaxpro's compiled loop would"
+            " pay JAX's callback cost at every host round trip and a compile, more than the fit)"
+        )
+    elif layout.kind == "direct":
         reasons.append(
             f"{n} points <= {DIRECT_MAX}: Householder QR of the whole Jacobian each iteration, "
             f"data padded to {layout.size} so other lengths reuse the compiled program"
@@ -78,8 +86,14 @@ def build_plan(
         "method": settings.method,
         "loss": settings_out_loss(settings),
         "f_scale": settings.f_scale,
-        "path": "direct" if layout.kind == "direct" else "chunked",
-        "layout": layout.describe(),
+        "path": (
+            "host loop"
+            if run.host_loop is not None
+            else "direct"
+            if layout.kind == "direct"
+            else "chunked"
+        ),
+        "layout": layout.describe() if run.host_loop is None else run.host_loop,
         "ftol": settings.ftol,
         "xtol": settings.xtol,
         "gtol": settings.gtol,
