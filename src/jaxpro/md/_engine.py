@@ -142,7 +142,8 @@ def _build(system, neighbors: bool, skin: float, capacity: float) -> Engine:
     lister = Lister(box, potential.cutoff, skin, n, dim, capacity)
     pair_fn = potential.pair_fn()
     return Engine(lister.energy_fn(pair_fn, params), lister.virial_fn(pair_fn, params), lister,
-                  shift, box, n, dim, mass, force=lister.force_fn(pair_fn, params))  # fmt: skip
+                  shift, box, n, dim, mass,
+                  force=lister.force_fn(pair_fn, params, potential.force_over_r()))  # fmt: skip
 
 
 # an NPT box may shrink by this factor in side before its cells are too small (overflow)

@@ -363,11 +363,31 @@ class Lister:
 
         return energy
 
-    def force_fn(self, pair_fn, params: dict):
+    def force_fn(self, pair_fn, params: dict, force_over_r=None):
+        """Forces by rows; ``force_over_r(r2, **params) = -u'(r)/r`` where the
+        potential has it in closed form (no square root), else ``u'`` by autodiff."""
         import jax.numpy as jnp
+        from jax import lax
 
         def u(r):
             return pair_fn(r, **params)
+
+        if force_over_r is not None:
+
+            def force_r2(positions, neighbor: Neighbors, **_):
+                padded = jnp.concatenate([positions, jnp.zeros((1, self.dim), positions.dtype)])
+
+                def one_row(pair):
+                    position, idx = pair
+                    dR = self._minimum_image(position - padded[idx], self.box)
+                    # padding (index n) sits at the origin: masked by its index
+                    r2 = jnp.where(idx < self.n, jnp.sum(dR * dR, axis=-1), 0.0)
+                    return jnp.sum(force_over_r(r2, **params)[:, None] * dR, axis=0)
+
+                return lax.map(one_row, (positions, neighbor.idx),
+                               batch_size=_row_block(self.n))  # fmt: skip
+
+            return force_r2
 
         def force(positions, neighbor: Neighbors, **_):
             def row(terms):
