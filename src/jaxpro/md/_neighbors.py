@@ -332,7 +332,8 @@ class Lister:
         """``row_fn(terms)`` for every row of pair function ``u(r)``, rows in blocks (:func:`_row_block`: a block's
         pair terms stay in cache: at 32,000 particles all rows at once took 44 ms a
         force call, 14 ms in blocks). ``terms = (u, du/dr, r, dR)`` of one row's
-        pairs, zero for padding; ``dR = r_i - r_j``."""
+        pairs, zero for padding; ``dR = r_i - r_j``. With ``u`` None, ``terms =
+        (r^2, dR)`` with ``r^2 = 0`` for padding (no square root)."""
         import jax
         import jax.numpy as jnp
         from jax import lax
@@ -343,6 +344,8 @@ class Lister:
             position, idx = pair
             dR = self._minimum_image(position - padded[idx], self.box)
             real = idx < self.n
+            if u is None:
+                return row_fn((jnp.where(real, jnp.sum(dR * dR, axis=-1), 0.0), dR))
             # padding sits at the cutoff, where the pair function gives 0
             r = jnp.sqrt(jnp.where(real, jnp.sum(dR * dR, axis=-1), self.cutoff**2))
             value, slope = jax.jvp(u, (r,), (jnp.ones_like(r),))
@@ -367,29 +370,19 @@ class Lister:
         """Forces by rows; ``force_over_r(r2, **params) = -u'(r)/r`` where the
         potential has it in closed form (no square root), else ``u'`` by autodiff."""
         import jax.numpy as jnp
-        from jax import lax
 
         def u(r):
             return pair_fn(r, **params)
 
-        if force_over_r is not None:
+        def force(positions, neighbor: Neighbors, **_):
+            if force_over_r is not None:
 
-            def force_r2(positions, neighbor: Neighbors, **_):
-                padded = jnp.concatenate([positions, jnp.zeros((1, self.dim), positions.dtype)])
-
-                def one_row(pair):
-                    position, idx = pair
-                    dR = self._minimum_image(position - padded[idx], self.box)
-                    # padding (index n) sits at the origin: masked by its index
-                    r2 = jnp.where(idx < self.n, jnp.sum(dR * dR, axis=-1), 0.0)
+                def closed(terms):
+                    r2, dR = terms
                     return jnp.sum(force_over_r(r2, **params)[:, None] * dR, axis=0)
 
-                return lax.map(one_row, (positions, neighbor.idx),
-                               batch_size=_row_block(self.n))  # fmt: skip
+                return self._by_rows(None, closed, positions, neighbor)
 
-            return force_r2
-
-        def force(positions, neighbor: Neighbors, **_):
             def row(terms):
                 _, slope, r, dR = terms
                 return -jnp.sum((slope / r)[:, None] * dR, axis=0)
