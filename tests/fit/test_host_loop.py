@@ -60,9 +60,11 @@ def test_small_host_fit_runs_minpack_and_matches_scipy():
     ref, ref_cov = scipy.optimize.curve_fit(model, X, Y, p0=P0)
     np.testing.assert_allclose(result.values, ref, rtol=1e-10)
     np.testing.assert_allclose(result.covariance, ref_cov, rtol=1e-3)
-    # SciPy's default tolerances where none were given (plan shows jaxpro's
-    # settings; the host loop maps the defaulted ones)
+    # SciPy's default tolerances where none were given, and the plan shows them
     assert result.converged
+    assert result.plan.settings["ftol"] == result.plan.settings["xtol"] == 1.49012e-08
+    given = _quiet(jaxpro.fit, model, X, Y, p0=P0, ftol=1e-12)
+    assert given.plan.settings["ftol"] == 1e-12 and given.plan.settings["xtol"] == 1.49012e-08
 
 
 def test_warm_curve_fit_calls_the_model_as_often_as_scipy_plus_the_jacobian_at_the_answer():

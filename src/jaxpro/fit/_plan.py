@@ -94,9 +94,8 @@ def build_plan(
             else "chunked"
         ),
         "layout": layout.describe() if run.host_loop is None else run.host_loop,
-        "ftol": settings.ftol,
-        "xtol": settings.xtol,
-        "gtol": settings.gtol,
+        # the tolerances that ran: SciPy's defaults in its host loop where none were given
+        **dict(zip(("ftol", "xtol", "gtol"), _tolerances(run), strict=True)),
         "max_nfev": settings.max_nfev,
         "x_scale": "jac" if settings.jac_scale else [float(v) for v in settings.x_scale],
     }
@@ -115,6 +114,15 @@ def build_plan(
             "used": warm["used"],
         }
     return Plan(method=settings.method, reasons=tuple(reasons), settings=settings_out)
+
+
+def _tolerances(run: CurveRun) -> tuple[float, float, float]:
+    settings = run.settings
+    if run.host_loop is not None:
+        from jaxpro.fit._host_loop import tolerances
+
+        return tolerances(settings)
+    return settings.ftol, settings.xtol, settings.gtol
 
 
 def _model_reason(run: CurveRun, n_params: int) -> str:
