@@ -41,14 +41,9 @@ def _forward_differences(
         return point
 
     points = [shifted(j) for j in range(theta.shape[0])]
-    if workers is not None:
-        values = list(workers(call, points))
-    else:
-        values = None
-    for j, point in enumerate(points):
-        # one evaluation at a time, used before the next (measured: 65,536-point
-        # models evaluated all first ran 3-5x slower, fresh memory each time)
-        value = call(point) if values is None else values[j]
+    # serially each value is used as it comes (a map is lazy); workers may run them together
+    values = map(call, points) if workers is None else list(workers(call, points))
+    for j, (point, value) in enumerate(zip(points, values, strict=True)):
         np.subtract(value, f0, out=jac_t[j])
         jac_t[j] /= point[j] - theta[j]  # the step actually taken, after rounding
     return jac_t.T
