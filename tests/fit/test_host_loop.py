@@ -212,3 +212,24 @@ def test_lmdif_counter_tells_differences_from_points():
     assert counter.differences == 3 * counter.sweeps
     assert counter.sweeps >= 2 and counter.points >= counter.sweeps
     assert calls[0] >= info["nfev"]
+
+
+def test_factor_and_covariance_of_full_and_deficient_jacobians():
+    """The LAPACK shortcuts agree with NumPy's factorisations (1e-12), and a rank-deficient J
+    falls back: Q^T f by least squares (R^T qtr = J^T f still holds) and an infinite pcov."""
+    rng = np.random.default_rng(3)
+    J = np.asfortranarray(rng.standard_normal((50, 3)))
+    f = rng.standard_normal(50)
+    R, qtr = _host_loop._factor(J, f, J.T @ f)
+    np.testing.assert_allclose(R.T @ R, J.T @ J, rtol=1e-12)
+    np.testing.assert_allclose(R.T @ qtr, J.T @ f, rtol=1e-12)
+    assert np.linalg.norm(qtr) <= np.linalg.norm(f)
+    covariance, rank = _host_loop._covariance(R, 50)
+    np.testing.assert_allclose(covariance, np.linalg.inv(J.T @ J), rtol=1e-12)
+    assert rank == 3
+    deficient = np.asfortranarray(np.column_stack([J[:, 0], J[:, 1], J[:, 0] + J[:, 1]]))
+    R, qtr = _host_loop._factor(deficient, f, deficient.T @ f)
+    assert np.linalg.norm(qtr) <= np.linalg.norm(f)  # ||Q^T f|| <= ||f||: no blow-up
+    np.testing.assert_allclose(R.T @ qtr, deficient.T @ f, atol=1e-10)
+    covariance, rank = _host_loop._covariance(R, 50)
+    assert rank == 2 and np.isinf(covariance).all()

@@ -213,6 +213,18 @@ def _first_line(error: BaseException) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
+def known_curve(model, jac, n: int) -> ModelPath | None:
+    """The path already chosen for ``model`` (and a callable ``jac``) at ``n`` points, or None.
+
+    Its clock is reset for this call (as :func:`curve_model` resets a remembered path).
+    """
+    user_jac = jac if callable(jac) else None
+    known = _recall(model, ("curve-translated", user_jac)) or _recall(
+        model, ("curve-host", user_jac, n)
+    )
+    return None if known is None else _reused(known, evaluations=0)
+
+
 def curve_model(model, jac, x: np.ndarray, n: int, theta0: np.ndarray, sample, what: str):
     """How to run ``model(x, *p)`` (and a callable ``jac``): as written, translated, or on the host.
 
@@ -236,14 +248,12 @@ def curve_model(model, jac, x: np.ndarray, n: int, theta0: np.ndarray, sample, w
     from jaxpro.fit._model import curve_residual, trace_check
 
     user_jac = jac if callable(jac) else None
-    known = _recall(model, ("curve-translated", user_jac)) or _recall(
-        model, ("curve-host", user_jac, n)
-    )
+    known = known_curve(model, jac, n)
     if known is not None:
         # a function already found untraceable: skip the failing trace (JAX's
         # traceback filtering alone costs about 2 ms); curve_fit reports no
         # per-function count, so nothing else needs to run first
-        return _reused(known, evaluations=0)
+        return known
     try:
         as_written = curve_residual(model, user_jac)
         shape = trace_check(as_written, theta0, sample, what=what)
