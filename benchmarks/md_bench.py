@@ -9,10 +9,10 @@ errors against the table, written between the ``md_bench_nist`` markers of
 BENCHMARKS.md.
 
 ``--fit``: ``fit_potential``'s gradient through 1,000 NVT steps of 256 LJ
-particles (``gradient="trajectory"``, rematerialised segments) against the
-forward run alone and against a plain ``lax.scan`` gradient: wall time (best of
-3, compiled) and XLA's temporary memory of each compiled program, written
-between the ``md_bench_fit`` markers.
+particles (all pairs) and of 2,048 (its neighbour list) (``gradient="trajectory"``,
+rematerialised segments) against the forward run alone and, at 256, against a
+plain ``lax.scan`` gradient: wall time (best of 3, compiled) and XLA's temporary
+memory of each compiled program, written between the ``md_bench_fit`` markers.
 
 ``--speed``: steps per second of the 4,000-particle LJ fluid against raw JAX-MD,
 OpenMM and LAMMPS, cold start, and the scaling to 32,000 particles (see
@@ -105,6 +105,12 @@ def report(machine: dict, results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# fit_potential's systems: 256 particles on all pairs (every program, the plain
+# lax.scan gradient included) and 2,048 on neighbour lists (above 300
+# particles; the plain-scan gradient would hold every step's pair terms)
+FIT_SYSTEMS = ((256, True), (2048, False))
+
+
 def fit_cost() -> dict:
     """Time and temporary memory: forward run, checkpointed gradient, plain-scan gradient."""
     import jax
@@ -117,54 +123,63 @@ def fit_cost() -> dict:
 
     out = {}
     with jax.enable_x64(True):
-        system = md.lennard_jones_fluid(256, 0.8, 1.2, form="switched")
-        model = Model(system, ("sigma", "epsilon"), {}, 1.2, 0.005, FIT_EVERY)
-        state = model.initial_state({"sigma": 1.0, "epsilon": 1.0}, 0)
-        theta = model._theta({"sigma": 1.0, "epsilon": 1.0})
-        frames = FIT_STEPS // FIT_EVERY
+        for n, with_plain in FIT_SYSTEMS:
+            system = md.lennard_jones_fluid(n, 0.8, 1.2, form="switched")
+            model = Model(system, ("sigma", "epsilon"), {}, 1.2, 0.005, FIT_EVERY)
+            carry = model.initial_state({"sigma": 1.0, "epsilon": 1.0}, 0)
+            theta = model._theta({"sigma": 1.0, "epsilon": 1.0})
+            frames = FIT_STEPS // FIT_EVERY
+            pairs = "neighbour list" if model.lister is not None else "all pairs"
 
-        def mean_energy(theta, scan):
-            _, observed = model._frames(state, theta, frames, scan)
-            return jnp.mean(observed["potential_energy"])
+            def mean_energy(theta, scan, model=model, carry=carry, frames=frames):
+                _, observed = model._frames(carry, theta, frames, scan, False)
+                return jnp.mean(observed["potential_energy"])
 
-        programs = {
-            "forward run": jax.jit(lambda t: mean_energy(t, lax.scan)),
-            "gradient, rematerialised segments": jax.jit(
-                jax.grad(lambda t: mean_energy(t, checkpointed_scan))),
-            "gradient, plain lax.scan": jax.jit(jax.grad(lambda t: mean_energy(t, lax.scan))),
-        }  # fmt: skip
-        for name, program in programs.items():
-            start = time.perf_counter()
-            compiled = program.lower(theta).compile()
-            compile_s = time.perf_counter() - start
-            times = []
-            for _ in range(3):
+            programs = {
+                "forward run": jax.jit(lambda t, f=mean_energy: f(t, lax.scan)),
+                "gradient, rematerialised segments": jax.jit(
+                    jax.grad(lambda t, f=mean_energy: f(t, checkpointed_scan))),
+            }  # fmt: skip
+            if with_plain:
+                programs["gradient, plain lax.scan"] = jax.jit(
+                    jax.grad(lambda t, f=mean_energy: f(t, lax.scan)))  # fmt: skip
+            for name, program in programs.items():
                 start = time.perf_counter()
-                jax.block_until_ready(compiled(theta))
-                times.append(time.perf_counter() - start)
-            out[name] = {"compile_s": compile_s, "run_s": min(times),
-                         "temp_bytes": compiled.memory_analysis().temp_size_in_bytes}  # fmt: skip
+                compiled = program.lower(theta).compile()
+                compile_s = time.perf_counter() - start
+                times = []
+                for _ in range(3):
+                    start = time.perf_counter()
+                    jax.block_until_ready(compiled(theta))
+                    times.append(time.perf_counter() - start)
+                out[(n, pairs, name)] = {
+                    "compile_s": compile_s, "run_s": min(times),
+                    "temp_bytes": compiled.memory_analysis().temp_size_in_bytes,
+                }  # fmt: skip
     return out
 
 
 def fit_report(machine: dict, costs: dict) -> str:
-    forward = costs["forward run"]
     lines = [
         "## Molecular dynamics: a gradient through the simulation (`md_bench.py --fit`)",
         "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores; jax {machine['versions']['jax']}."
-        f" Run {machine['date']}. Mean potential energy over {FIT_STEPS} NVT steps of 256 LJ"
-        " particles (switched at 2.5, float64, all pairs), its gradient with respect to sigma"
-        " and epsilon as `fit_potential(gradient='trajectory')` computes it. Time: best of 3"
-        " compiled calls; memory: XLA's temporary allocation of the compiled program.",
+        f" Run {machine['date']}. Mean potential energy over {FIT_STEPS} NVT steps of an LJ"
+        " fluid (rho 0.8, switched at 2.5, float64; pairs as `fit_potential` evaluates them:"
+        " all pairs up to 300 particles, its neighbour list above), its gradient with respect"
+        " to sigma and epsilon as `fit_potential(gradient='trajectory')` computes it. Time:"
+        " best of 3 compiled calls; memory: XLA's temporary allocation of the compiled program.",
         "",
-        "| program | run | vs forward | compile | temporary memory | vs forward |",
-        "|---|---|---|---|---|---|",
+        "| particles | pairs | program | run | vs forward | compile | temporary memory |"
+        " vs forward |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name, cost in costs.items():
+    for (n, pairs, name), cost in costs.items():
+        forward = costs[(n, pairs, "forward run")]
         lines.append(
-            f"| {name} | {fb.fmt_time(cost['run_s'])} | {cost['run_s'] / forward['run_s']:.1f}×"
-            f" | {fb.fmt_time(cost['compile_s'])} | {cost['temp_bytes'] / 1e6:.1f} MB |"
+            f"| {n:,} | {pairs} | {name} | {fb.fmt_time(cost['run_s'])} |"
+            f" {cost['run_s'] / forward['run_s']:.1f}× | {fb.fmt_time(cost['compile_s'])} |"
+            f" {cost['temp_bytes'] / 1e6:.1f} MB |"
             f" {cost['temp_bytes'] / max(forward['temp_bytes'], 1):.1f}× |"
         )
     return "\n".join(lines) + "\n"

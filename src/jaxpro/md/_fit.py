@@ -17,6 +17,11 @@ follow the change, then sampling steps. Two ways to get ``d<A>/dtheta``:
   memory O(sqrt(steps))). Exact for the finite run from its start, but the
   sensitivity to initial conditions grows exponentially with the run length:
   use it for short windows or non-equilibrium observables.
+
+Pairs are evaluated as ``simulate`` evaluates them: all pairs up to 300
+particles, jaxpro's neighbour list above (carried through the steps, rebuilt
+inside them, re-allocated and the iteration redone when it overflows; see
+``_fit_runs``). The plan says which.
 """
 
 from __future__ import annotations
@@ -136,6 +141,7 @@ def fit_potential(
     iterations: int = 40,
     sample_steps: int = 1000,
     relax_steps: int = 200,
+    equilibration_steps: int | None = None,
     sample_every: int = 10,
     learning_rate: float = 0.03,
     tol: float = 1e-4,
@@ -155,6 +161,12 @@ def fit_potential(
         gradient: "reweighting" or "trajectory" (see the module notes).
         iterations: optimiser steps at most.
         sample_steps: sampling steps per iteration (after ``relax_steps``).
+        relax_steps: steps per iteration before sampling (to follow the change of
+            the parameters).
+        equilibration_steps: steps at the starting parameters before the first
+            iteration, in runs of ``relax_steps`` (default ``sample_steps``): a
+            system starts on a lattice, and a first sample taken while it melts
+            biases the first gradients (its drift looks like a covariance).
         sample_every: steps between sampled frames.
         learning_rate: Adam's step on the log-parameters.
         tol: stop when the loss is below it.
@@ -165,7 +177,13 @@ def fit_potential(
         A :class:`PotentialFit`.
     """
     started = time.perf_counter()
+    if equilibration_steps is None:
+        equilibration_steps = sample_steps
     _check(system, targets, parameters, gradient, iterations, sample_steps)
+    for name, value in (("relax_steps", relax_steps), ("equilibration_steps",
+                                                       equilibration_steps)):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError("must be a non-negative integer", argument=name, received=value)
     import jax
     import optax
 
@@ -190,12 +208,20 @@ def fit_potential(
     )
     with jax.enable_x64(True):
         model = runs.Model(system, tuple(parameters), fixed, kT, dt, sample_every)
+        reasons.insert(1, f"pairs: {model.describe()}")
         # the learning rate decays tenfold over the run, so the last iterates settle
         schedule = optax.exponential_decay(learning_rate, iterations, 0.1)
         optimiser = optax.adam(schedule)
         log_params = {k: np.log(v) for k, v in start.items()}
         opt_state = optimiser.init(log_params)
         state = model.initial_state(start, seed)
+        state, equilibrated = model.equilibrate(
+            state, start, equilibration_steps, relax_steps, gradient, sample_steps, targets
+        )
+        reasons.append(
+            f"equilibrated {equilibrated} steps at the starting parameters before the first"
+            " iteration" if equilibrated else "no equilibration before the first iteration"
+        )  # fmt: skip
         history, converged, observed = [], False, {}
         for _ in range(iterations):
             values = {k: float(np.exp(v)) for k, v in log_params.items()}
@@ -224,7 +250,9 @@ def fit_potential(
         reasons=tuple(reasons),
         settings={"iterations": len(history), "sample_steps": sample_steps,
                   "relax_steps": relax_steps, "sample_every": sample_every, "dt": dt, "kT": kT,
-                  "learning_rate": learning_rate, "tol": tol, "scales": scale},
+                  "equilibration_steps": equilibrated, "learning_rate": learning_rate, "tol": tol, "scales": scale,
+                  "neighbor_list": model.lister is not None,
+                  "list_reallocations": model.reallocations},
     )  # fmt: skip
     total = time.perf_counter() - started
     return PotentialFit(
