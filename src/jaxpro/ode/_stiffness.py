@@ -6,8 +6,11 @@ Tsit5 that region reaches about ``STABILITY_RADIUS`` = 3.5 along the negative re
 axis. Over a span ``T`` an explicit solve therefore needs at least
 ``rho * T / 3.5`` steps, ``rho`` the Jacobian's spectral radius, whatever the
 accuracy asked for. A problem is called stiff when that count passes
-``STIFF_STEPS``: an implicit solver's steps are dearer (a Newton solve each) but
-are set by accuracy alone.
+:func:`stiff_steps` of its state size: the count at which an implicit solve
+(Kvaerno5: ~150 steps set by accuracy alone, each a Jacobian, an LU and Newton
+solves, growing as n^2-n^3) costs what the explicit one (~1.27 steps per
+stability step, each growing as n) does. A fixed count cannot be right: the
+crossover, measured, runs from ~6,500 steps for 4 states to ~175,000 for 400.
 
 The Jacobian at the start can hide stiffness that appears later (Robertson's
 fast reaction is idle at ``y0 = (1, 0, 0)``); :func:`jaxpro.ode.solve` therefore
@@ -21,11 +24,34 @@ import math
 
 import numpy as np
 
-__all__ = ["STABILITY_RADIUS", "STIFF_STEPS", "spectral_radius", "stability_steps"]
+__all__ = ["STABILITY_RADIUS", "spectral_radius", "stability_steps", "stiff_steps"]
 
 STABILITY_RADIUS = 3.5
-STIFF_STEPS = 20_000
 DENSE_MAX = 400  # states up to this size: all eigenvalues; above: power iteration
+
+# The cost model behind stiff_steps, calibrated on this 2-core CPU (warm, rtol
+# 1e-6, 11 output times; Fisher-KPP u' = D u_xx + u (1 - u) on n cells, D set
+# for a given stability-step count, Tsit5 against Kvaerno5). Measured
+# crossovers (equal times): ~6,500 steps (n = 4), ~8,500 (16), ~20,500 (64),
+# ~77,000 (200), ~175,000 (400); the model gives 6,300, 7,000, 21,900, 87,000
+# and 207,000. Per step, without each solve's ~1 ms fixed cost: Tsit5 0.21 us
+# (n = 4) to 2.4 us (n = 400); Kvaerno5 11 us to 4.2 ms.
+IMPLICIT_STEPS = 150  # Kvaerno5's accuracy-limited steps there (91-160)
+STEPS_PER_STABILITY_STEP = 1.27  # Tsit5's steps over rho T / 3.5 there (1.26-1.28)
+
+
+def _explicit_step_us(n: int) -> float:
+    return 0.19 + 0.0055 * n
+
+
+def _implicit_step_us(n: int) -> float:
+    return 11.0 + 0.021 * n**2 + 1.28e-5 * n**3
+
+
+def stiff_steps(n: int) -> float:
+    """Stability-limited explicit steps past which an implicit solve of ``n`` states is cheaper."""
+    n = max(int(n), 1)
+    return IMPLICIT_STEPS * _implicit_step_us(n) / (STEPS_PER_STABILITY_STEP * _explicit_step_us(n))
 
 
 def spectral_radius(f, t, y, args) -> float:
