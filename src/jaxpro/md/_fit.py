@@ -164,7 +164,8 @@ def fit_potential(
         relax_steps: steps per iteration before sampling (to follow the change of
             the parameters).
         equilibration_steps: steps at the starting parameters before the first
-            iteration, in runs of ``relax_steps`` (default ``sample_steps``): a
+            iteration, in runs of ``relax_steps`` (default ``sample_steps``; none
+            when ``relax_steps`` is 0): a
             system starts on a lattice, and a first sample taken while it melts
             biases the first gradients (its drift looks like a covariance).
         sample_every: steps between sampled frames.
