@@ -145,10 +145,13 @@ def test_a_batch_equals_its_members_solved_one_by_one():
                                           rng.uniform(2.0, 3.0, 16), np.ones(16)]))  # fmt: skip
     t_eval = np.linspace(0.0, 10.0, 21)
     both = ode.solve(lotka_volterra, (0.0, 10.0), starts, t_eval=t_eval, args=params,
-                     batch=True, batch_args=True, rtol=1e-8, atol=1e-10)  # fmt: skip
+                     batch=True, batch_args=True, rtol=1e-8, atol=1e-10,
+                     batch_steps="own")  # fmt: skip
     shared = ode.solve(lotka_volterra, (0.0, 10.0), starts, t_eval=t_eval,
-                       args=(1.5, 1.0, 3.0, 1.0), batch=True, rtol=1e-8, atol=1e-10)  # fmt: skip
+                       args=(1.5, 1.0, 3.0, 1.0), batch=True, rtol=1e-8, atol=1e-10,
+                       batch_steps="own")  # fmt: skip
     assert both.success and both.ys.shape == (16, 21, 2) and both.stats["members"] == 16
+    assert both.stats["batch_steps"] == "own" and "own steps: as asked" in both.plan.reasons[0]
     assert bool(np.all(both.extra["member_success"]))
     for i in (0, 7, 15):
         one = ode.solve(lotka_volterra, (0.0, 10.0), starts[i], t_eval=t_eval,
@@ -159,6 +162,34 @@ def test_a_batch_equals_its_members_solved_one_by_one():
         np.testing.assert_allclose(shared.ys[i], alone.ys, rtol=1e-10, atol=1e-12)
 
 
+def test_members_sharing_steps_are_as_accurate_as_each_alone():
+    """The default batch (explicit method): one system whose steps every member shares.
+    Oracle: each member against its own solve at rtol 1e-13; the shared solve's error,
+    scaled by the tolerance, is no worse than the member's own solve's (x 1.5)."""
+    rng = np.random.default_rng(0)
+    starts = jnp.asarray(rng.uniform(1.0, 10.0, size=(16, 2)))
+    params = jnp.asarray(np.column_stack([rng.uniform(1.0, 2.0, 16), np.ones(16),
+                                          rng.uniform(2.0, 3.0, 16), np.ones(16)]))  # fmt: skip
+    t_eval = np.linspace(0.0, 10.0, 21)
+    rtol, atol = 1e-7, 1e-10
+    batch = ode.solve(lotka_volterra, (0.0, 10.0), starts, t_eval=t_eval, args=params,
+                      batch=True, batch_args=True, rtol=rtol, atol=atol)  # fmt: skip
+    assert batch.success and batch.ys.shape == (16, 21, 2)
+    assert batch.stats["batch_steps"] == "shared" and "sharing steps" in batch.plan.reasons[0]
+    assert batch.stats["steps"] == batch.stats["most_steps_of_a_member"]  # counted once
+    for i in (0, 7, 15):
+        member = dict(t_eval=t_eval, args=tuple(np.asarray(params[i])))
+        exact = ode.solve(lotka_volterra, (0.0, 10.0), starts[i], rtol=1e-13, atol=1e-13,
+                          **member).ys  # fmt: skip
+        alone = ode.solve(lotka_volterra, (0.0, 10.0), starts[i], rtol=rtol, atol=atol,
+                          **member)  # fmt: skip
+        scale = rtol * np.abs(exact) + atol
+        ours = np.max(np.abs(batch.ys[i] - exact) / scale)
+        theirs = np.max(np.abs(alone.ys - exact) / scale)
+        assert ours <= 1.5 * theirs, (i, ours, theirs)
+        assert batch.stats["steps"] >= alone.stats["steps"]  # the hardest member sets them
+
+
 def test_batch_input_is_checked():
     starts = jnp.ones((4, 2))
     f = lotka_volterra
@@ -166,6 +197,13 @@ def test_batch_input_is_checked():
         ode.solve(f, (0.0, 1.0), starts, args=(1.0, 1.0, 1.0, 1.0), batch=True)
     with pytest.raises(InputError, match="batch_args: needs batch=True"):
         ode.solve(f, (0.0, 1.0), starts[0], args=jnp.ones((4, 4)), batch_args=True)
+    batch = {"t_eval": [0.0, 1.0], "args": (1.0, 1.0, 1.0, 1.0), "batch": True}
+    with pytest.raises(InputError, match="batch_steps: must be one of") as caught:
+        ode.solve(f, (0.0, 1.0), starts, batch_steps="mine", **batch)
+    assert "mine" in str(caught.value)
+    for wrong in ({"method": "kvaerno5"}, {"events": lambda t, y, a: y[0]}, {"dense": True}):
+        with pytest.raises(InputError, match="batch_steps: 'shared' needs batch=True and an"):
+            ode.solve(f, (0.0, 1.0), starts, batch_steps="shared", **batch, **wrong)
     with pytest.raises(InputError, match="args: must have a leading axis of 4 members"):
         ode.solve(f, (0.0, 1.0), starts, t_eval=[0.0, 1.0], args=jnp.ones((3, 4)), batch=True,
                   batch_args=True)  # fmt: skip

@@ -32,6 +32,14 @@ import numpy as np
 
 from jaxpro._result import Plan, Timings
 from jaxpro.errors import InputError
+from jaxpro.ode._batch import (
+    BATCH_STEPS,
+    _batch_outcome,
+    _batch_reason,
+    _check_batch,
+    _members,
+    _shared_program,
+)
 from jaxpro.ode._solution import ODESolution
 from jaxpro.ode._stiffness import spectral_radius, stability_steps, stiff_steps
 
@@ -187,45 +195,6 @@ def _remember_stiff(key, t_stop: float) -> None:
         _STIFF_BEFORE.pop(next(iter(_STIFF_BEFORE)))
 
 
-def _check_batch(y0, args, t_eval, batch, batch_args) -> str | None:
-    """None, "y0" or "y0+args": what carries the member axis."""
-    import jax
-
-    if batch_args and not batch:
-        raise InputError("needs batch=True (a member axis on y0 too)", argument="batch_args",
-                         received=batch_args)  # fmt: skip
-    if not batch:
-        return None
-    if t_eval is None:
-        raise InputError("is needed with batch=True: members take different steps, so they"
-                         " report at common times", argument="t_eval")  # fmt: skip
-    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(y0)}
-    if len(sizes) != 1 or None in sizes:
-        raise InputError("must have one leading member axis on every leaf with batch=True",
-                         argument="y0", received=y0)  # fmt: skip
-    if batch_args:
-        (size,) = sizes
-        leaves = jax.tree.leaves(args)
-        if not leaves or any(np.ndim(a) == 0 or np.shape(a)[0] != size for a in leaves):
-            raise InputError(f"must have a leading axis of {size} members on every leaf with"
-                             " batch_args=True", argument="args", received=args)  # fmt: skip
-        return "y0+args"
-    return "y0"
-
-
-def _members(y0, args, batched, sample: int = 4) -> list[tuple]:
-    """``(y0, args)`` of up to ``sample`` members, evenly spread (all of an unbatched solve)."""
-    import jax
-
-    if batched is None:
-        return [(y0, args)]
-    size = len(jax.tree.leaves(y0)[0])
-    picks = sorted({round(i * (size - 1) / max(sample - 1, 1)) for i in range(min(sample, size))})
-    return [(jax.tree.map(lambda a, i=i: a[i], y0),
-             jax.tree.map(lambda a, i=i: a[i], args) if batched == "y0+args" else args)
-            for i in picks]  # fmt: skip
-
-
 def _check_rhs(f, t0, y0, args) -> None:
     import jax
 
@@ -241,7 +210,7 @@ def _check_rhs(f, t0, y0, args) -> None:
                          argument="f")  # fmt: skip
 
 
-def controller(method: str, rtol, atol, t_eval=None):
+def controller(method: str, rtol, atol, t_eval=None, norm=None):
     """Diffrax's adaptive step-size controller for ``method``.
 
     Implicit solvers get a PI controller (``IMPLICIT_GAINS``). Dopri8 with output
@@ -253,19 +222,23 @@ def controller(method: str, rtol, atol, t_eval=None):
 
     gains = {} if METHODS[method][2] else IMPLICIT_GAINS
     onto = {"step_ts": t_eval} if t_eval is not None and method == "dopri8" else {}
-    return diffrax.PIDController(rtol=rtol, atol=atol, **gains, **onto)
+    normed = {} if norm is None else {"norm": norm}
+    return diffrax.PIDController(rtol=rtol, atol=atol, **gains, **onto, **normed)
 
 
 @functools.lru_cache(maxsize=32)
 def _program(f, method: str, max_steps: int, with_times: bool, event, batched: str | None,
-             dense: bool = False):  # fmt: skip
+             dense: bool = False, shared: bool = False):  # fmt: skip
     """The jitted solve: ``run(y0, t0, t1, t_eval, args, rtol, atol)``; ``batched``:
     None, "y0" (a leading member axis on y0) or "y0+args" (on args too), by vmap;
-    ``dense``: the solver's interpolant (every step's stages) comes back too."""
+    ``dense``: the solver's interpolant (every step's stages) comes back too;
+    ``shared``: the members as one system sharing steps (:func:`_shared_program`)."""
     import diffrax
     import jax
     import optimistix as optx
 
+    if shared:
+        return _shared_program(f, method, max_steps, batched)
     solver = getattr(diffrax, METHODS[method][0])()
     parts = split_parts(f)
     if method == "kencarp5":  # the explicit part explicitly, the stiff part implicitly
@@ -300,11 +273,11 @@ def _program(f, method: str, max_steps: int, with_times: bool, event, batched: s
 
 
 def _attempt(f, method, max_steps, y0, t0, t1, t_eval, args, rtol, atol, event, clock, batched,
-             dense=False):  # fmt: skip
+             dense=False, shared=False):  # fmt: skip
     import jax
     import jax.numpy as jnp
 
-    program = _program(f, method, max_steps, t_eval is not None, event, batched, dense)
+    program = _program(f, method, max_steps, t_eval is not None, event, batched, dense, shared)
     times = jnp.asarray(t_eval if t_eval is not None else [t0], dtype=jnp.float64)
     inputs = (y0, jnp.float64(t0), jnp.float64(t1), times, args, jnp.float64(rtol),
               jnp.float64(atol))  # fmt: skip
@@ -333,13 +306,13 @@ class _Outcome(NamedTuple):
     interpolation: Any = None  # Diffrax's dense interpolant (dense=True), on the device
 
 
-def _outcome(out, method: str, t_eval, y0, t0: float, batched) -> _Outcome:
+def _outcome(out, method: str, t_eval, y0, t0: float, batched, shared=False) -> _Outcome:
     """The host-side results of a compiled solve."""
     import diffrax
     import jax
 
     if batched is not None:
-        return _batch_outcome(out, method)
+        return _batch_outcome(out, method, shared)
     ts_list, ys_list, code, stats, triggered, interpolation = out
     ts, ys = np.asarray(ts_list[0]), jax.tree.map(np.asarray, ys_list[0])
     t_end = float(np.asarray(ts_list[1])[0])
@@ -381,49 +354,6 @@ def _ok(codes: np.ndarray) -> np.ndarray:
                            int(diffrax.RESULTS.event_occurred._value)])  # fmt: skip
 
 
-def _batch_outcome(out, method: str) -> _Outcome:
-    """The members' results: one time grid, states ``(B, len(ts), ...)``, summed stats."""
-    import diffrax
-    import jax
-
-    ts_list, ys_list, codes, stats, triggered, interpolation = out
-    ts = np.asarray(ts_list[0])[0]
-    ys = jax.tree.map(np.asarray, ys_list[0])
-    codes, triggered = np.asarray(codes), np.asarray(triggered)
-    t_end = np.asarray(ts_list[1])[:, 0]
-    ok = _ok(codes)
-    members = len(codes)
-    failed = np.flatnonzero(~ok)
-    which = int(failed[0]) if failed.size else 0
-    steps = np.asarray(stats["num_steps"])
-    if failed.size == 0:
-        message = f"all {members} members reached the end of t_span" + (
-            f" ({int(triggered.sum())} by a terminating event)" if triggered.any() else ""
-        )
-    else:
-        reason = ("max_steps reached" if codes[which] == int(diffrax.RESULTS.max_steps_reached._value)
-                  else str(diffrax.RESULTS[int(codes[which])]))  # fmt: skip
-        message = (f"{failed.size} of {members} members stopped early (member {which} at"
-                   f" t = {t_end[which]:.6g}: {reason})")  # fmt: skip
-        if METHODS[method][2] and "max_steps" in reason:
-            message += "; the problem may be stiff: try method='kvaerno5' (or 'auto')"
-    table = {
-        "method": method,
-        "members": members,
-        "steps": int(steps.sum()),
-        "accepted": int(np.asarray(stats["num_accepted_steps"]).sum()),
-        "rejected": int(np.asarray(stats["num_rejected_steps"]).sum()),
-        "function_evaluations": int(steps.sum()) * METHODS[method][1],
-        "most_steps_of_a_member": int(steps.max()),
-    }
-    extra = {"member_success": ok, "first_failed": which if failed.size else None}
-    if triggered.any():
-        extra["event_times"] = np.where(triggered, t_end, np.nan)
-    y_end = jax.tree.map(lambda a: np.asarray(a)[which, 0], ys_list[1])
-    return _Outcome(ts, ys, bool(ok.all()), message, table, None, y_end, float(t_end[which]),
-                    extra, interpolation)  # fmt: skip
-
-
 def solve(
     f,
     t_span,
@@ -438,6 +368,7 @@ def solve(
     *,
     batch: bool = False,
     batch_args: bool = False,
+    batch_steps: str = "auto",
     max_steps: int = MAX_STEPS,
 ) -> ODESolution:
     """Solve ``dy/dt = f(t, y, args)`` from ``y(t0) = y0`` over ``t_span = (t0, t1)``.
@@ -467,6 +398,14 @@ def solve(
             ``extra["member_success"]`` says which members finished.
         batch_args: ``args``' leaves carry the same member axis (one parameter set
             per member); otherwise all members share ``args``.
+        batch_steps: "auto", "shared" or "own". "shared": the members are one
+            system and share steps; a step is accepted only when every member's
+            error (its RMS over its state) is within tolerance, so each member is
+            at least as accurate as alone. 3-4x faster than solving each member
+            with its own steps (a ``jax.vmap``) and quicker to compile; explicit
+            methods only. "own": each member takes its own steps (vmap; members'
+            answers then equal their solves one by one). "auto": shared for an
+            explicit method without ``events`` or ``dense``, else own.
         max_steps: the most steps the solver may take.
 
     Returns:
@@ -486,6 +425,18 @@ def solve(
     t0, t1 = _check(f, t_span, y0, t_eval, method, rtol, atol, max_steps)
     _check_dense(dense, y0, max_steps)
     batched = _check_batch(y0, args, t_eval, batch, batch_args)
+    if batch_steps not in BATCH_STEPS:
+        raise InputError(f"must be one of {BATCH_STEPS}", argument="batch_steps",
+                         received=batch_steps)  # fmt: skip
+    if batch_steps == "shared" and (
+        events is not None
+        or dense
+        or batched is None
+        or (method in METHODS and not METHODS[method][2])
+    ):
+        raise InputError("'shared' needs batch=True and an explicit method, without events"
+                         " or dense output", argument="batch_steps",
+                         received=batch_steps)  # fmt: skip
     enable_persistent_cache()
     if events is not None and not callable(events):
         raise InputError("must be a function event(t, y, args)", argument="events",
@@ -501,9 +452,12 @@ def solve(
             _check_rhs(part, t0, *members[0])
         span = t1 - t0
         chosen = method
+        # members share steps (one system) with an explicit method, unless asked
+        # otherwise or events/dense output need each member's own solve
+        sharing = (batched is not None and batch_steps != "own" and events is None
+                   and not dense)  # fmt: skip
         if batched is not None:
-            reasons.append(f"{len(jax.tree.leaves(y0)[0])} members solved at once (jax.vmap"
-                           " of one solve; each member takes its own steps)")  # fmt: skip
+            reasons.append(_batch_reason(len(jax.tree.leaves(y0)[0]), batch_steps, events, dense))
         if method == "auto":
             explicit = "dopri8" if rtol < TIGHT_RTOL else "tsit5"
             radius = max(spectral_radius(whole, t0, y, a) for y, a in members)
@@ -539,8 +493,8 @@ def solve(
                        else "")
                 )  # fmt: skip
                 out = _attempt(whole, explicit, min(budget, max_steps), y0, t0, t1, t_eval,
-                               args, rtol, atol, events, clock, batched, dense)  # fmt: skip
-                result = _outcome(out, explicit, t_eval, y0, t0, batched)
+                               args, rtol, atol, events, clock, batched, dense, sharing)  # fmt: skip
+                result = _outcome(out, explicit, t_eval, y0, t0, batched, sharing)
                 chosen = explicit
                 if not result.success:
                     t_stop, y_stop = result.t_end, jax.tree.map(jnp.asarray, result.y_end)
@@ -549,6 +503,14 @@ def solve(
                         which = result.extra["first_failed"]
                         stopped_args = jax.tree.map(lambda a: a[which], args)
                     late = spectral_radius(whole, t_stop, y_stop, stopped_args)
+                    if "y_end_all" in result.extra:  # shared steps: any member may be stiff
+                        late = max(
+                            late,
+                            *(
+                                spectral_radius(whole, t_stop, y, a)
+                                for y, a in _members(result.extra["y_end_all"], args, batched)
+                            ),
+                        )
                     later = stability_steps(late, t1 - t_stop)
                     reasons.append(
                         f"{explicit} stopped at t = {t_stop:.4g} after {result.stats['steps']}"
@@ -569,9 +531,15 @@ def solve(
         else:
             reasons.append(f"method={method!r} as given")
         program_f = parts if chosen == "kencarp5" else whole
+        # an implicit solve's Jacobian and LU would cover every member at once (B n)^3:
+        # implicit methods solve members one by one (vmap)
+        shared = sharing and METHODS[chosen][2]
+        if batch_steps == "shared" and not shared:
+            reasons.append(f"batch_steps='shared' does not apply to {chosen} (implicit): the"
+                           " members were solved one by one (vmap)")  # fmt: skip
         out = _attempt(program_f, chosen, max_steps, y0, t0, t1, t_eval, args, rtol, atol, events,
-                       clock, batched, dense)  # fmt: skip
-        result = _outcome(out, chosen, t_eval, y0, t0, batched)
+                       clock, batched, dense, shared)  # fmt: skip
+        result = _outcome(out, chosen, t_eval, y0, t0, batched, shared)
     return _finish(result, chosen, reasons, rtol, atol, started, clock, t0, t1)
 
 
