@@ -61,7 +61,7 @@ def _batch_reason(size: int, batch_steps: str, events, dense: bool) -> str:
                 f" own steps: {why})")  # fmt: skip
     return (
         f"{size} members solved at once as one system sharing steps (explicit methods; a"
-        " step is accepted when every member's error is within tolerance): 3-4x faster"
+        " step is accepted when every member's error is within tolerance): about 3x faster"
         " than each member's own steps by vmap; an implicit method solves them one by one"
     )
 

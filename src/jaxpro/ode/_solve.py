@@ -400,8 +400,8 @@ def solve(
             per member); otherwise all members share ``args``.
         batch_steps: "auto", "shared" or "own". "shared": the members are one
             system and share steps; a step is accepted only when every member's
-            error (its RMS over its state) is within tolerance, so each member is
-            at least as accurate as alone. 3-4x faster than solving each member
+            error (its RMS over its state) is within tolerance, so each member's
+            local error is held to its tolerance at every step. About 3x faster than solving each member
             with its own steps (a ``jax.vmap``) and quicker to compile; explicit
             methods only. "own": each member takes its own steps (vmap; members'
             answers then equal their solves one by one). "auto": shared for an
