@@ -83,16 +83,24 @@ def test_bad_input_names_the_argument(kwargs, message):
         md.fit_potential(system, **arguments)
 
 
+# slow: 108 particles (all pairs) ~35 s; 2,048 (neighbour list, beyond the all-pairs
+# limit it had) ~2.5 minutes
 @pytest.mark.slow
-def test_recovers_sigma_and_epsilon_within_two_percent():
-    truth = md.lennard_jones_fluid(108, 0.8, 1.2)
-    reference = md.simulate(truth, "nvt", steps=8000, dt=0.005, record_every=20)
+@pytest.mark.parametrize(("n", "reference_steps", "sample_steps", "relax_steps"),
+                         [(108, 8000, 3000, 500), (2048, 4000, 1500, 300)])  # fmt: skip
+def test_recovers_sigma_and_epsilon_within_two_percent(n, reference_steps, sample_steps,
+                                                       relax_steps):  # fmt: skip
+    truth = md.lennard_jones_fluid(n, 0.8, 1.2)
+    reference = md.simulate(truth, "nvt", steps=reference_steps, dt=0.005, record_every=20)
     kept = slice(len(reference.times) // 4, None)
-    targets = {"potential_energy": float(reference.potential_energy[kept].mean() / 108),
+    targets = {"potential_energy": float(reference.potential_energy[kept].mean() / n),
                "pressure": float(reference.pressure[kept].mean())}  # fmt: skip
     fit = md.fit_potential(truth, targets, initial={"sigma": 0.95, "epsilon": 1.1},
-                           iterations=30, learning_rate=0.02, sample_steps=3000,
-                           relax_steps=500)  # fmt: skip
+                           iterations=30, learning_rate=0.02, sample_steps=sample_steps,
+                           relax_steps=relax_steps)  # fmt: skip
+    assert fit.plan.settings["neighbor_list"] == (n > 300)
+    if n > 300:
+        assert any(f"neighbour list ({n} particles > 300)" in r for r in fit.plan.reasons)
     assert fit.values["sigma"] == pytest.approx(1.0, rel=0.02)
     assert fit.values["epsilon"] == pytest.approx(1.0, rel=0.02)
     assert np.isfinite(fit.history[-1]["loss"])
@@ -203,19 +211,3 @@ def test_cell_built_list_energy_virial_force_and_parameter_gradient_equal_all_pa
         grad_plain = jax.grad(lambda t: plain.energy(positions, t))(theta)
         for name in theta:
             assert float(grad_lists[name]) == pytest.approx(float(grad_plain[name]), rel=1e-10)
-
-
-@pytest.mark.slow  # ~3-4 minutes: 2,048 particles, beyond the all-pairs limit it had
-def test_recovers_sigma_and_epsilon_on_neighbour_lists():
-    truth = md.lennard_jones_fluid(2048, 0.8, 1.2)
-    reference = md.simulate(truth, "nvt", steps=4000, dt=0.005, record_every=20)
-    kept = slice(len(reference.times) // 4, None)
-    targets = {"potential_energy": float(reference.potential_energy[kept].mean() / 2048),
-               "pressure": float(reference.pressure[kept].mean())}  # fmt: skip
-    fit = md.fit_potential(truth, targets, initial={"sigma": 0.95, "epsilon": 1.1},
-                           iterations=30, learning_rate=0.02, sample_steps=1500,
-                           relax_steps=300)  # fmt: skip
-    assert fit.plan.settings["neighbor_list"]
-    assert any("neighbour list (2048 particles > 300)" in r for r in fit.plan.reasons)
-    assert fit.values["sigma"] == pytest.approx(1.0, rel=0.02)
-    assert fit.values["epsilon"] == pytest.approx(1.0, rel=0.02)
