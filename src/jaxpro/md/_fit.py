@@ -165,9 +165,9 @@ def fit_potential(
             the parameters).
         equilibration_steps: steps at the starting parameters before the first
             iteration, in runs of ``relax_steps`` (default ``sample_steps``; none
-            when ``relax_steps`` is 0): a
-            system starts on a lattice, and a first sample taken while it melts
-            biases the first gradients (its drift looks like a covariance).
+            when ``relax_steps`` is 0): a system starts on a lattice, and a first
+            sample taken while it melts biases the first gradients (its drift
+            looks like a covariance).
         sample_every: steps between sampled frames.
         learning_rate: Adam's step on the log-parameters.
         tol: stop when the loss is below it.
@@ -251,7 +251,8 @@ def fit_potential(
         reasons=tuple(reasons),
         settings={"iterations": len(history), "sample_steps": sample_steps,
                   "relax_steps": relax_steps, "sample_every": sample_every, "dt": dt, "kT": kT,
-                  "equilibration_steps": equilibrated, "learning_rate": learning_rate, "tol": tol, "scales": scale,
+                  "equilibration_steps": equilibrated, "learning_rate": learning_rate,
+                  "tol": tol, "scales": scale,
                   "neighbor_list": model.lister is not None,
                   "list_reallocations": model.reallocations},
     )  # fmt: skip
