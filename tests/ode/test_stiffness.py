@@ -64,3 +64,26 @@ def test_auto_follows_the_crossover_of_the_state_size(n, steps, method):
     if method == "tsit5":  # above the old fixed 20,000, but cheaper explicitly at 200 states
         assert stability_steps(4 * args[0] * n * n, 5.0) > 20_000
         assert sol.stats["steps"] < explicit_budget(stiff_steps(n))
+
+
+def test_largest_spectral_radius_of_members_equals_one_by_one():
+    """One vmapped Jacobian for all sampled members: the same radius as member by member
+    (1e-12), with per-member args, shared args, None args and a pytree state."""
+    from jaxpro.ode._stiffness import largest_spectral_radius, spectral_radius
+
+    def lv(t, y, args):
+        a, b, c, d = args
+        return jnp.stack([a * y[0] - b * y[0] * y[1], -c * y[1] + d * y[0] * y[1]])
+
+    def pair(t, y, args):
+        return {"u": -3.0 * y["u"] + y["v"], "v": -40.0 * y["v"] * (1 + y["u"] ** 2)}
+
+    rng = np.random.default_rng(1)
+    ys = [jnp.asarray(rng.uniform(1, 10, 2)) for _ in range(4)]
+    own = [jnp.asarray(rng.uniform(0.5, 3.0, 4)) for _ in range(4)]
+    shared = (1.5, 1.0, 3.0, 1.0)
+    trees = [{"u": jnp.asarray(rng.normal()), "v": jnp.asarray(rng.normal())} for _ in range(3)]
+    for f, members in ((lv, list(zip(ys, own, strict=True))), (lv, [(y, shared) for y in ys]),
+                       (pair, [(y, None) for y in trees])):  # fmt: skip
+        expected = max(spectral_radius(f, 0.0, y, a) for y, a in members)
+        assert largest_spectral_radius(f, 0.0, members) == pytest.approx(expected, rel=1e-12)

@@ -41,7 +41,12 @@ from jaxpro.ode._batch import (
     _shared_program,
 )
 from jaxpro.ode._solution import ODESolution
-from jaxpro.ode._stiffness import spectral_radius, stability_steps, stiff_steps
+from jaxpro.ode._stiffness import (
+    largest_spectral_radius,
+    spectral_radius,
+    stability_steps,
+    stiff_steps,
+)
 
 __all__ = ["METHODS", "solve"]
 
@@ -460,7 +465,7 @@ def solve(
             reasons.append(_batch_reason(len(jax.tree.leaves(y0)[0]), batch_steps, events, dense))
         if method == "auto":
             explicit = "dopri8" if rtol < TIGHT_RTOL else "tsit5"
-            radius = max(spectral_radius(whole, t0, y, a) for y, a in members)
+            radius = largest_spectral_radius(whole, t0, members)
             needed = stability_steps(radius, span)
             size = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(members[0][0]))
             threshold = stiff_steps(size)
@@ -504,13 +509,8 @@ def solve(
                         stopped_args = jax.tree.map(lambda a: a[which], args)
                     late = spectral_radius(whole, t_stop, y_stop, stopped_args)
                     if "y_end_all" in result.extra:  # shared steps: any member may be stiff
-                        late = max(
-                            late,
-                            *(
-                                spectral_radius(whole, t_stop, y, a)
-                                for y, a in _members(result.extra["y_end_all"], args, batched)
-                            ),
-                        )
+                        stopped = _members(result.extra["y_end_all"], args, batched)
+                        late = max(late, largest_spectral_radius(whole, t_stop, stopped))
                     later = stability_steps(late, t1 - t_stop)
                     reasons.append(
                         f"{explicit} stopped at t = {t_stop:.4g} after {result.stats['steps']}"

@@ -24,7 +24,13 @@ import math
 
 import numpy as np
 
-__all__ = ["STABILITY_RADIUS", "spectral_radius", "stability_steps", "stiff_steps"]
+__all__ = [
+    "STABILITY_RADIUS",
+    "largest_spectral_radius",
+    "spectral_radius",
+    "stability_steps",
+    "stiff_steps",
+]
 
 STABILITY_RADIUS = 3.5
 DENSE_MAX = 400  # states up to this size: all eigenvalues; above: power iteration
@@ -79,6 +85,33 @@ def spectral_radius(f, t, y, args) -> float:
             return value
         v = w / value
     return value
+
+
+def largest_spectral_radius(f, t, members: list[tuple]) -> float:
+    """The largest :func:`spectral_radius` over ``members`` (``(y, args)`` pairs).
+
+    Small states: every member's Jacobian in one vmapped ``jacfwd``. Traced
+    eagerly op by op, a Jacobian costs ~5 ms whatever the state's size; four
+    members one by one were most of a warm batch solve (22 of 37 ms for 1,000
+    Lotka-Volterra problems).
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+
+    first, unravel = ravel_pytree(members[0][0])
+    if len(members) == 1 or first.size > DENSE_MAX or first.size == 0:
+        return max(spectral_radius(f, t, y, a) for y, a in members)
+    states = jnp.stack([ravel_pytree(y)[0] for y, _ in members])
+    args = jax.tree.map(lambda *leaves: jnp.stack(leaves), *(a for _, a in members))
+
+    def g(v, a):
+        return ravel_pytree(f(t, unravel(v), a))[0]
+
+    jacobians = np.asarray(jax.vmap(jax.jacfwd(g))(states, args), dtype=float)
+    if not np.all(np.isfinite(jacobians)):
+        return math.inf
+    return float(np.max(np.abs(np.linalg.eigvals(jacobians))))
 
 
 def stability_steps(radius: float, span: float) -> float:
