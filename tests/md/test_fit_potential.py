@@ -106,6 +106,12 @@ def test_recovers_sigma_and_epsilon_within_two_percent(n, reference_steps, sampl
     assert np.isfinite(fit.history[-1]["loss"])
 
 
+# the 400-particle iteration compared on the list and on all pairs
+LIST_VALUES = {"sigma": 1.02, "epsilon": 0.97}
+LIST_TARGETS = {"potential_energy": -4.5, "pressure": 1.0}
+LIST_SCALE = {"potential_energy": 5.5, "pressure": 2.0}
+
+
 def _models(system, monkeypatch, sample_every=5):
     """The same system's model on neighbour lists and on all pairs."""
     lists = Model(system, ("sigma", "epsilon"), {}, 1.2, 0.005, sample_every)
@@ -132,9 +138,7 @@ def test_neighbour_list_fit_equals_all_pairs_and_survives_an_overflowing_list(mo
     import jax
 
     system = md.lennard_jones_fluid(400, 0.8, 1.2)
-    values = {"sigma": 1.02, "epsilon": 0.97}
-    targets = {"potential_energy": -4.5, "pressure": 1.0}
-    scale = {"potential_energy": 5.5, "pressure": 2.0}
+    values, targets, scale = LIST_VALUES, LIST_TARGETS, LIST_SCALE
     with jax.enable_x64(True):
         lists, plain = _models(system, monkeypatch)
         assert "neighbour list (400 particles > 300)" in lists.describe()
@@ -176,9 +180,7 @@ def test_neighbour_list_trajectory_gradient_equals_all_pairs(monkeypatch):
     import jax
 
     system = md.lennard_jones_fluid(400, 0.8, 1.2)
-    values = {"sigma": 1.02, "epsilon": 0.97}
-    targets = {"potential_energy": -4.5, "pressure": 1.0}
-    scale = {"potential_energy": 5.5, "pressure": 2.0}
+    values, targets, scale = LIST_VALUES, LIST_TARGETS, LIST_SCALE
     with jax.enable_x64(True):
         lists, plain = _models(system, monkeypatch)
         _assert_same_iteration(
