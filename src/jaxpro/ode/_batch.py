@@ -107,9 +107,9 @@ def _shared_program(f, method: str, max_steps: int, batched: str):
     import jax
     import jax.numpy as jnp
 
-    from jaxpro.ode._solve import METHODS, controller
+    from jaxpro.ode._methods import controller, make_solver
 
-    solver = getattr(diffrax, METHODS[method][0])()
+    solver = make_solver(method)
     member_args = 0 if batched == "y0+args" else None
 
     def rhs(t, y, args):
@@ -144,7 +144,8 @@ def _batch_outcome(out, method: str, shared: bool = False) -> _Outcome:
     import diffrax
     import jax
 
-    from jaxpro.ode._solve import METHODS, _ok, _Outcome
+    from jaxpro.ode._methods import METHODS
+    from jaxpro.ode._solve import _ok, _Outcome
 
     ts_list, ys_list, codes, stats, triggered, interpolation = out
     ts = np.asarray(ts_list[0])[0]

@@ -29,7 +29,8 @@ import numpy as np
 
 from jaxpro._result import Plan
 from jaxpro.errors import InputError
-from jaxpro.ode._solve import METHODS, controller, single_only, solve
+from jaxpro.ode._methods import controller, make_solver
+from jaxpro.ode._solve import single_only, solve
 
 __all__ = ["bayes_fit"]
 
@@ -268,7 +269,7 @@ def bayes_fit(
         raise InputError(f"the ODE cannot be solved at the priors' medians: {probe.message}",
                          argument="priors")  # fmt: skip
     chosen = probe.plan.method
-    solver = getattr(diffrax, METHODS[chosen][0])()
+    solver = make_solver(chosen)
     term = diffrax.ODETerm(f)
     measured = seen.any(axis=0)  # states with at least one observation
     values = np.log(observed) if noise == "lognormal" else observed

@@ -22,7 +22,8 @@ import numpy as np
 
 from jaxpro._result import Plan, Timings
 from jaxpro.errors import InputError
-from jaxpro.ode._solve import MAX_STEPS, METHODS, controller, single_only, solve
+from jaxpro.ode._methods import controller, make_solver
+from jaxpro.ode._solve import MAX_STEPS, single_only, solve
 
 __all__ = ["fit"]
 
@@ -143,7 +144,7 @@ def fit(
         raise InputError(f"the ODE cannot be solved at p0: {probe.message}", argument="p0",
                          received=p0)  # fmt: skip
     chosen = probe.plan.method
-    solver = getattr(diffrax, METHODS[chosen][0])()
+    solver = make_solver(chosen)
     term = diffrax.ODETerm(f)
 
     clock: list[Timings] = []  # every window's fit: the result reports them all

@@ -30,7 +30,8 @@ import numpy as np
 
 from jaxpro._result import Plan
 from jaxpro.errors import InputError
-from jaxpro.ode._solve import MAX_STEPS, METHODS, _check, controller, single_only, solve
+from jaxpro.ode._methods import controller, make_solver
+from jaxpro.ode._solve import MAX_STEPS, _check, single_only, solve
 from jaxpro.ode._steady import steady_function
 
 __all__ = ["ADJOINTS", "ODEFunction", "solver"]
@@ -137,7 +138,7 @@ def solver(
         )  # fmt: skip
     else:
         reasons.append(f"adjoint={adjoint!r} as given")
-    solver_ = getattr(diffrax, METHODS[chosen][0])()
+    solver_ = make_solver(chosen)
     adjoint_ = (diffrax.BacksolveAdjoint() if adjoint == "backsolve"
                 else diffrax.RecursiveCheckpointAdjoint())  # fmt: skip
     term = diffrax.ODETerm(f)

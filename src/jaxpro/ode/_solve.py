@@ -40,6 +40,16 @@ from jaxpro.ode._batch import (
     _members,
     _shared_program,
 )
+from jaxpro.ode._methods import (
+    IMPLICIT_GAINS,
+    METHODS,
+    NEWTON_KAPPA,
+    controller,
+    make_solver,
+    signature,
+    split_parts,
+    summed,
+)
 from jaxpro.ode._solution import ODESolution
 from jaxpro.ode._stiffness import (
     largest_spectral_radius,
@@ -48,23 +58,11 @@ from jaxpro.ode._stiffness import (
     stiff_steps,
 )
 
-__all__ = ["METHODS", "solve"]
+__all__ = ["METHODS", "make_solver", "solve"]
 
-# name -> (Diffrax class name, stages per step for the evaluation estimate, explicit?)
-METHODS = {
-    "tsit5": ("Tsit5", 6, True),
-    "dopri5": ("Dopri5", 6, True),
-    "dopri8": ("Dopri8", 12, True),
-    "kvaerno5": ("Kvaerno5", 7, False),
-    "kencarp5": ("KenCarp5", 8, False),  # IMEX: f = (explicit part, implicit part)
-}
 EXPLICIT_BUDGET = 20_000
 MAX_STEPS = 200_000
 TIGHT_RTOL = 1e-8  # below this, the 8th-order explicit solver
-# a PI step-size controller for implicit solvers (Diffrax's advice for stiff problems):
-# Robertson to 1e5 at rtol 1e-8 takes 2,891 Kvaerno5 steps (718 rejected) instead of
-# 4,951 (2,472 rejected) with the default I controller, 28 ms instead of 50
-IMPLICIT_GAINS = {"pcoeff": 0.3, "icoeff": 0.4}
 MAX_SAVED = 25_000_000  # numbers kept when every step is saved (t_eval=None): 200 MB
 
 
@@ -73,25 +71,6 @@ def explicit_budget(threshold: float) -> int:
     steps: enough to finish any problem below it (x 1.27 steps each, with room), so
     that running out still means stiffness; at most about two implicit solves' cost."""
     return max(EXPLICIT_BUDGET, int(2 * threshold))
-
-
-def split_parts(f):
-    """``(explicit, implicit)`` for a split right-hand side (a pair of functions), else None."""
-    if isinstance(f, tuple | list) and len(f) == 2 and all(callable(g) for g in f):
-        return tuple(f)
-    return None
-
-
-@functools.lru_cache(maxsize=64)
-def summed(explicit, implicit):
-    """``f = explicit + implicit`` (one function object per pair: compiled programs and
-    the stiffness memory are keyed by it)."""
-    import jax
-
-    def f(t, y, args):
-        return jax.tree.map(lambda a, b: a + b, explicit(t, y, args), implicit(t, y, args))
-
-    return f
 
 
 def single_only(f, where: str) -> None:
@@ -200,9 +179,18 @@ def _remember_stiff(key, t_stop: float) -> None:
         _STIFF_BEFORE.pop(next(iter(_STIFF_BEFORE)))
 
 
+# (f, y0's and args' structure, shapes and dtypes) already found to return y0's shape:
+# tracing f again (~0.2 ms for a small model) tells nothing new. Bounded, oldest out.
+_RHS_CHECKED: dict = {}
+
+
 def _check_rhs(f, t0, y0, args) -> None:
     import jax
 
+    leaves, treedef = jax.tree.flatten((y0, args))
+    key = (f, treedef, signature(leaves))
+    if key in _RHS_CHECKED:
+        return
     try:
         out = jax.eval_shape(f, t0, y0, args)
     except Exception as error:  # the user's function failed on the initial state
@@ -213,22 +201,9 @@ def _check_rhs(f, t0, y0, args) -> None:
     if jax.tree.structure(out) != jax.tree.structure(y0) or want != got:
         raise InputError(f"must return dy/dt shaped like y0 {want}; it returned {got}",
                          argument="f")  # fmt: skip
-
-
-def controller(method: str, rtol, atol, t_eval=None, norm=None):
-    """Diffrax's adaptive step-size controller for ``method``.
-
-    Implicit solvers get a PI controller (``IMPLICIT_GAINS``). Dopri8 with output
-    times steps onto them: its interpolant is of lower order than its steps, and
-    between steps it was 10-40x less accurate than at them on the DETEST problems
-    at rtol 1e-9 (stepping onto 11 output times cost 1-7 more steps there).
-    """
-    import diffrax
-
-    gains = {} if METHODS[method][2] else IMPLICIT_GAINS
-    onto = {"step_ts": t_eval} if t_eval is not None and method == "dopri8" else {}
-    normed = {} if norm is None else {"norm": norm}
-    return diffrax.PIDController(rtol=rtol, atol=atol, **gains, **onto, **normed)
+    _RHS_CHECKED[key] = True
+    while len(_RHS_CHECKED) > _COMPILED_MEMORY:
+        _RHS_CHECKED.pop(next(iter(_RHS_CHECKED)))
 
 
 @functools.lru_cache(maxsize=32)
@@ -244,7 +219,7 @@ def _program(f, method: str, max_steps: int, with_times: bool, event, batched: s
 
     if shared:
         return _shared_program(f, method, max_steps, batched)
-    solver = getattr(diffrax, METHODS[method][0])()
+    solver = make_solver(method)
     parts = split_parts(f)
     if method == "kencarp5":  # the explicit part explicitly, the stiff part implicitly
         term = diffrax.MultiTerm(diffrax.ODETerm(parts[0]), diffrax.ODETerm(parts[1]))
@@ -277,18 +252,41 @@ def _program(f, method: str, max_steps: int, with_times: bool, event, batched: s
     return jax.jit(run)
 
 
+# (program, inputs' structure, types, shapes and dtypes) -> its compiled executable.
+# ``program.lower(...).compile()`` on every call retraced and re-lowered the solve
+# (~0.2 ms of a 3 ms warm Robertson solve) only to find the executable JAX had
+# already compiled. Bounded, oldest out.
+_COMPILED: dict = {}
+_COMPILED_MEMORY = 64
+
+
+def _compiled(program, inputs) -> tuple[Any, float]:
+    """``program`` compiled for ``inputs`` (from memory when seen) and the seconds spent."""
+    import jax
+
+    leaves, treedef = jax.tree.flatten(inputs)
+    key = (program, treedef, signature(leaves))
+    compiled = _COMPILED.pop(key, None)
+    start = time.perf_counter()
+    if compiled is None:
+        compiled = program.lower(*inputs).compile()
+    _COMPILED[key] = compiled
+    while len(_COMPILED) > _COMPILED_MEMORY:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    return compiled, time.perf_counter() - start
+
+
 def _attempt(f, method, max_steps, y0, t0, t1, t_eval, args, rtol, atol, event, clock, batched,
              dense=False, shared=False):  # fmt: skip
     import jax
-    import jax.numpy as jnp
 
     program = _program(f, method, max_steps, t_eval is not None, event, batched, dense, shared)
-    times = jnp.asarray(t_eval if t_eval is not None else [t0], dtype=jnp.float64)
-    inputs = (y0, jnp.float64(t0), jnp.float64(t1), times, args, jnp.float64(rtol),
-              jnp.float64(atol))  # fmt: skip
-    start = time.perf_counter()
-    compiled = program.lower(*inputs).compile()
-    compile_s = time.perf_counter() - start
+    # NumPy float64 scalars and arrays (x64 is on here): jnp.float64(x) would be an
+    # eager device conversion each, ~40 us apiece on a warm call
+    times = np.asarray(t_eval if t_eval is not None else [t0], dtype=np.float64)
+    inputs = (y0, np.float64(t0), np.float64(t1), times, args, np.float64(rtol),
+              np.float64(atol))  # fmt: skip
+    compiled, compile_s = _compiled(program, inputs)
     start = time.perf_counter()
     out = jax.block_until_ready(compiled(*inputs))
     clock["compile"] += compile_s
@@ -563,7 +561,8 @@ def _finish(result, chosen, reasons, rtol, atol, started, clock, t0, t1) -> ODES
     plan = Plan(method=chosen, reasons=tuple(reasons),
                 settings={"rtol": rtol, "atol": atol, "t0": t0, "t1": t1,
                           "controller": "PID (Diffrax)" if METHODS[chosen][2]
-                          else "PI (Diffrax, pcoeff 0.3, icoeff 0.4)"})  # fmt: skip
+                          else f"PI (Diffrax, pcoeff {IMPLICIT_GAINS['pcoeff']}, icoeff"
+                               f" {IMPLICIT_GAINS['icoeff']}); Newton kappa {NEWTON_KAPPA}"})  # fmt: skip
     timings = Timings(clock["compile"], clock["run"], time.perf_counter() - started)
     return ODESolution(ts=ts, ys=ys, stats=stats, success=success, message=message, plan=plan,
                        timings=timings, event_time=event_time, extra=extra,

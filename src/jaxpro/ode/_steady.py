@@ -26,14 +26,8 @@ import numpy as np
 
 from jaxpro._result import Plan, Result, Timings, format_table
 from jaxpro.errors import InputError
-from jaxpro.ode._solve import (
-    MAX_STEPS,
-    METHODS,
-    _check_rhs,
-    check_settings,
-    controller,
-    single_only,
-)
+from jaxpro.ode._methods import METHODS, controller, make_solver
+from jaxpro.ode._solve import MAX_STEPS, _check_rhs, check_settings, single_only
 
 __all__ = ["SteadyState", "steady_program", "steady_state"]
 
@@ -105,7 +99,7 @@ def steady_program(f, method: str, max_steps: int, adjoint: str = "implicit"):
     """``run(y0, t0, args, rtol, atol) -> (y, t, code, stats)``, not jitted (the caller jits)."""
     import diffrax
 
-    solver = getattr(diffrax, METHODS[method][0])()
+    solver = make_solver(method)
     term = diffrax.ODETerm(f)
     adjoint_ = (diffrax.ImplicitAdjoint() if adjoint == "implicit"
                 else diffrax.RecursiveCheckpointAdjoint())  # fmt: skip

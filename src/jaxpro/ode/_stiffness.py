@@ -87,28 +87,69 @@ def spectral_radius(f, t, y, args) -> float:
     return value
 
 
+# (f, y's structure and shapes, args' structure, members) -> calls seen, and the
+# compiled Jacobian once it is called again. Traced eagerly op by op, a small state's
+# Jacobian costs ~4-5 ms whatever its size (half of a warm 9.9 ms Robertson solve);
+# compiled it costs ~0.1 ms to run and ~40 ms once to compile. The first call stays
+# eager, so a function solved once pays no compile; a function solved again (a user's
+# loop, a benchmark, a fit) gets the compiled one. Bounded, oldest out.
+_JACOBIANS: dict = {}
+_JACOBIAN_MEMORY = 32
+
+
+def _jacobian_program(f, treedef, shapes):
+    """``jit(vmap(jacfwd))`` of ``f`` in ``y`` (flattened) at one ``t``, per member."""
+    import jax
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+
+    def jacobians(t, states, args):
+        _, unravel = ravel_pytree(jax.tree.unflatten(treedef, [jnp.zeros(s) for s in shapes]))
+
+        def g(v, a):
+            return ravel_pytree(f(t, unravel(v), a))[0]
+
+        return jax.vmap(jax.jacfwd(g))(states, args)
+
+    return jax.jit(jacobians)
+
+
 def largest_spectral_radius(f, t, members: list[tuple]) -> float:
     """The largest :func:`spectral_radius` over ``members`` (``(y, args)`` pairs).
 
-    Small states: every member's Jacobian in one vmapped ``jacfwd``. Traced
-    eagerly op by op, a Jacobian costs ~5 ms whatever the state's size; four
-    members one by one were most of a warm batch solve (22 of 37 ms for 1,000
-    Lotka-Volterra problems).
+    Small states: every member's Jacobian in one vmapped ``jacfwd``: traced
+    eagerly the first time a function is seen, compiled from its second call
+    (see ``_JACOBIANS``). Four members one by one, eagerly, were most of a warm
+    batch solve (22 of 37 ms for 1,000 Lotka-Volterra problems).
     """
     import jax
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
 
     first, unravel = ravel_pytree(members[0][0])
-    if len(members) == 1 or first.size > DENSE_MAX or first.size == 0:
+    if first.size > DENSE_MAX or first.size == 0:
         return max(spectral_radius(f, t, y, a) for y, a in members)
     states = jnp.stack([ravel_pytree(y)[0] for y, _ in members])
     args = jax.tree.map(lambda *leaves: jnp.stack(leaves), *(a for _, a in members))
+    leaves, treedef = jax.tree.flatten(members[0][0])
+    shapes = tuple(np.shape(leaf) for leaf in leaves)
+    key = (f, treedef, shapes, jax.tree.structure(members[0][1]), len(members))
+    seen = _JACOBIANS.pop(key, None)
+    if seen is None:
 
-    def g(v, a):
-        return ravel_pytree(f(t, unravel(v), a))[0]
+        def g(v, a):
+            return ravel_pytree(f(t, unravel(v), a))[0]
 
-    jacobians = np.asarray(jax.vmap(jax.jacfwd(g))(states, args), dtype=float)
+        jacobians = jax.vmap(jax.jacfwd(g))(states, args)
+        seen = 1
+    else:
+        if seen == 1:
+            seen = _jacobian_program(f, treedef, shapes)
+        jacobians = seen(jnp.float64(t), states, args)
+    _JACOBIANS[key] = seen
+    while len(_JACOBIANS) > _JACOBIAN_MEMORY:
+        _JACOBIANS.pop(next(iter(_JACOBIANS)))
+    jacobians = np.asarray(jacobians, dtype=float)
     if not np.all(np.isfinite(jacobians)):
         return math.inf
     return float(np.max(np.abs(np.linalg.eigvals(jacobians))))
