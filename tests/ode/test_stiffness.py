@@ -89,20 +89,21 @@ def test_largest_spectral_radius_of_members_equals_one_by_one():
         assert largest_spectral_radius(f, 0.0, members) == pytest.approx(expected, rel=1e-12)
 
 
-def test_a_function_seen_again_gets_a_compiled_jacobian_with_the_same_radius():
-    """The first call of a function traces its Jacobian eagerly; the second compiles it,
-    later ones reuse that program, and ``t`` is traced (not baked in): the radius of
-    ``diag(-(1 + t^2), -5)`` at each call's own t, to 1e-12."""
+def test_the_jacobian_is_compiled_once_per_function_and_t_is_traced():
+    """One compiled Jacobian per function and state shape, reused by later calls; ``t``
+    is traced (not baked in): the radius of ``diag(-(1 + t^2), -5)`` at each call's
+    own t, to 1e-12, with one member or two, NumPy or JAX states."""
     from jaxpro.ode import _stiffness
-    from jaxpro.ode._stiffness import largest_spectral_radius
+    from jaxpro.ode._stiffness import largest_spectral_radius, spectral_radius
 
     def f(t, y, args):
         return jnp.stack([-(1 + t**2) * y[0], args * y[0] - 5.0 * y[1]])
 
-    members = [(jnp.array([1.0, 2.0]), 3.0), (jnp.array([0.5, -1.0]), 4.0)]
-    for t, kind in ((0.0, int), (3.0, None), (1.0, None), (2.5, None)):
-        radius = largest_spectral_radius(f, t, members)
-        assert radius == pytest.approx(max(1 + t**2, 5.0), rel=1e-12)
-        held = [v for k, v in _stiffness._JACOBIANS.items() if k[0] is f]
-        assert len(held) == 1
-        assert isinstance(held[0], int) if kind is int else callable(held[0])
+    members = [(jnp.array([1.0, 2.0]), 3.0), (np.array([0.5, -1.0]), 4.0)]
+    programs = set()
+    for t in (0.0, 3.0, 1.0, 2.5):
+        assert largest_spectral_radius(f, t, members) == pytest.approx(max(1 + t**2, 5.0),
+                                                                       rel=1e-12)  # fmt: skip
+        assert spectral_radius(f, t, *members[1]) == pytest.approx(max(1 + t**2, 5.0), rel=1e-12)
+        programs |= {id(v) for k, v in _stiffness._JACOBIANS.items() if k[0] is f}
+    assert len(programs) == 1

@@ -66,15 +66,24 @@ def summed(explicit, implicit):
 def controller(method: str, rtol, atol, t_eval=None, norm=None):
     """Diffrax's adaptive step-size controller for ``method``.
 
-    Implicit solvers get a PI controller (``IMPLICIT_GAINS``). Dopri8 with output
-    times steps onto them: its interpolant is of lower order than its steps, and
-    between steps it was 10-40x less accurate than at them on the DETEST problems
-    at rtol 1e-9 (stepping onto 11 output times cost 1-7 more steps there).
+    Implicit solvers get a PI controller (``IMPLICIT_GAINS``). Dopri8 and the
+    implicit solvers, given output times, step onto them:
+    - Dopri8's interpolant is of lower order than its steps: between steps it was
+      10-40x less accurate than at them on the DETEST problems at rtol 1e-9
+      (stepping onto 11 output times cost 1-7 more steps there);
+    - the implicit solvers' Hermite interpolant takes the derivative ``f`` at each
+      step's ends, and on a stiff problem ``f`` multiplies the state's error by the
+      stiffness: on Prothero-Robinson (L = 1e5, rtol 1e-6) Kvaerno5 was within 2e-7
+      at its steps and 6.7e-4 (3,000x the tolerance) between them; stepping onto
+      the output times it is within 0.1x. Robertson at 41 log-spaced times went
+      from 3.7x to 0.3x the tolerance (203 steps to 222), Van der Pol (mu = 1e3)
+      at 301 times from 81x to 19x (3,012 steps to 3,408).
     """
     import diffrax
 
     gains = {} if METHODS[method][2] else IMPLICIT_GAINS
-    onto = {"step_ts": t_eval} if t_eval is not None and method == "dopri8" else {}
+    onto_times = method == "dopri8" or not METHODS[method][2]
+    onto = {"step_ts": t_eval} if t_eval is not None and onto_times else {}
     normed = {} if norm is None else {"norm": norm}
     return diffrax.PIDController(rtol=rtol, atol=atol, **gains, **onto, **normed)
 

@@ -546,9 +546,11 @@ def _stiff_method(parts, reasons: list[str]) -> str:
     pair included. Diffrax's KenCarp5 (IMEX) is not chosen for a stiff pair: on a
     stiff reaction-diffusion problem (Fisher-KPP, 50 cells, D = 0.5) it took 3,000
     steps to reach t = 5e-5 where Kvaerno5 on the sum took 142 steps to t = 5 (the
-    other KenCarp orders and either term order alike); method='kencarp5' runs it, and
-    is the better choice where Kvaerno5 loses order: on Prothero-Robinson (L = 1e5)
-    Kvaerno5 was 1.2e-3 off at rtol 1e-6, KenCarp5 within 1e-8 at rtol 1e-8."""
+    other KenCarp orders and either term order alike, and with Newton kappa 0.01 or
+    0.1); method='kencarp5' runs it. (Prothero-Robinson, L = 1e5, once
+    counted against Kvaerno5 at 1.2e-3 off at rtol 1e-6: that was its interpolant
+    between steps, not its steps; it now steps onto the output times, see
+    ``_methods.controller``.)"""
     reasons.append("Kvaerno5 (implicit, L-stable, 5th order)" + (
         " on the sum of the split pair (Diffrax's IMEX KenCarp5 stalled on stiff"
         " reaction-diffusion in our tests: method='kencarp5' forces it)" if parts else ""))  # fmt: skip

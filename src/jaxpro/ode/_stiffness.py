@@ -67,15 +67,12 @@ def spectral_radius(f, t, y, args) -> float:
     from jax.flatten_util import ravel_pytree
 
     flat, unravel = ravel_pytree(y)
+    if flat.size <= DENSE_MAX:
+        return largest_spectral_radius(f, t, [(y, args)])
 
     def g(v):
         return ravel_pytree(f(t, unravel(v), args))[0]
 
-    if flat.size <= DENSE_MAX:
-        jacobian = np.asarray(jax.jacfwd(g)(flat), dtype=float)
-        if not np.all(np.isfinite(jacobian)):
-            return math.inf
-        return float(np.max(np.abs(np.linalg.eigvals(jacobian)))) if jacobian.size else 0.0
     v = jnp.ones_like(flat) / math.sqrt(flat.size)
     value = 0.0
     for _ in range(50):
@@ -87,12 +84,10 @@ def spectral_radius(f, t, y, args) -> float:
     return value
 
 
-# (f, y's structure and shapes, args' structure, members) -> calls seen, and the
-# compiled Jacobian once it is called again. Traced eagerly op by op, a small state's
-# Jacobian costs ~4-5 ms whatever its size (half of a warm 9.9 ms Robertson solve);
-# compiled it costs ~0.1 ms to run and ~40 ms once to compile. The first call stays
-# eager, so a function solved once pays no compile; a function solved again (a user's
-# loop, a benchmark, a fit) gets the compiled one. Bounded, oldest out.
+# (f, y's structure and shapes, args' structure) -> the compiled Jacobian. Traced
+# eagerly op by op, a small state's Jacobian cost ~4-5 ms on every call (half of a
+# warm 9.9 ms Robertson solve) and, in a fresh process, ~0.5 s of one-op compiles;
+# compiled, ~0.1 ms to run and ~50 ms once to compile. Bounded, oldest out.
 _JACOBIANS: dict = {}
 _JACOBIAN_MEMORY = 32
 
@@ -117,39 +112,26 @@ def _jacobian_program(f, treedef, shapes):
 def largest_spectral_radius(f, t, members: list[tuple]) -> float:
     """The largest :func:`spectral_radius` over ``members`` (``(y, args)`` pairs).
 
-    Small states: every member's Jacobian in one vmapped ``jacfwd``: traced
-    eagerly the first time a function is seen, compiled from its second call
-    (see ``_JACOBIANS``). Four members one by one, eagerly, were most of a warm
-    batch solve (22 of 37 ms for 1,000 Lotka-Volterra problems).
+    Small states: every member's Jacobian in one compiled, vmapped ``jacfwd`` (see
+    ``_JACOBIANS``); members and their ``args`` are stacked on the host.
     """
     import jax
-    import jax.numpy as jnp
-    from jax.flatten_util import ravel_pytree
 
-    first, unravel = ravel_pytree(members[0][0])
-    if first.size > DENSE_MAX or first.size == 0:
-        return max(spectral_radius(f, t, y, a) for y, a in members)
-    states = jnp.stack([ravel_pytree(y)[0] for y, _ in members])
-    args = jax.tree.map(lambda *leaves: jnp.stack(leaves), *(a for _, a in members))
     leaves, treedef = jax.tree.flatten(members[0][0])
+    size = sum(int(np.size(leaf)) for leaf in leaves)
+    if size > DENSE_MAX or size == 0:
+        return max(spectral_radius(f, t, y, a) for y, a in members)
     shapes = tuple(np.shape(leaf) for leaf in leaves)
-    key = (f, treedef, shapes, jax.tree.structure(members[0][1]), len(members))
-    seen = _JACOBIANS.pop(key, None)
-    if seen is None:
-
-        def g(v, a):
-            return ravel_pytree(f(t, unravel(v), a))[0]
-
-        jacobians = jax.vmap(jax.jacfwd(g))(states, args)
-        seen = 1
-    else:
-        if seen == 1:
-            seen = _jacobian_program(f, treedef, shapes)
-        jacobians = seen(jnp.float64(t), states, args)
-    _JACOBIANS[key] = seen
+    states = np.stack([np.concatenate([np.ravel(np.asarray(x, dtype=np.float64))
+                                       for x in jax.tree.leaves(y)]) for y, _ in members])  # fmt: skip
+    args = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]),
+                        *(a for _, a in members))  # fmt: skip
+    key = (f, treedef, shapes, jax.tree.structure(members[0][1]))
+    program = _JACOBIANS.pop(key, None) or _jacobian_program(f, treedef, shapes)
+    _JACOBIANS[key] = program
     while len(_JACOBIANS) > _JACOBIAN_MEMORY:
         _JACOBIANS.pop(next(iter(_JACOBIANS)))
-    jacobians = np.asarray(jacobians, dtype=float)
+    jacobians = np.asarray(program(np.float64(t), states, args), dtype=float)
     if not np.all(np.isfinite(jacobians)):
         return math.inf
     return float(np.max(np.abs(np.linalg.eigvals(jacobians))))
