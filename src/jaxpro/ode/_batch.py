@@ -74,8 +74,11 @@ def _members(y0, args, batched, sample: int = 4) -> list[tuple]:
         return [(y0, args)]
     size = len(jax.tree.leaves(y0)[0])
     picks = sorted({round(i * (size - 1) / max(sample - 1, 1)) for i in range(min(sample, size))})
+    # NumPy slices: members feed only the compiled stiffness Jacobian and shape checks,
+    # and slicing a JAX array is an eager op (one-op compiles on a cold call)
+    y0, member_args = jax.tree.map(np.asarray, y0), jax.tree.map(np.asarray, args)
     return [(jax.tree.map(lambda a, i=i: a[i], y0),
-             jax.tree.map(lambda a, i=i: a[i], args) if batched == "y0+args" else args)
+             jax.tree.map(lambda a, i=i: a[i], member_args) if batched == "y0+args" else args)
             for i in picks]  # fmt: skip
 
 
