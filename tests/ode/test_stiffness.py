@@ -93,17 +93,19 @@ def test_the_jacobian_is_compiled_once_per_function_and_t_is_traced():
     """One compiled Jacobian per function and state shape, reused by later calls; ``t``
     is traced (not baked in): the radius of ``diag(-(1 + t^2), -5)`` at each call's
     own t, to 1e-12, with one member or two, NumPy or JAX states."""
-    from jaxpro.ode import _stiffness
-    from jaxpro.ode._stiffness import largest_spectral_radius, spectral_radius
+    from jaxpro.ode._stiffness import (
+        _jacobian_program,
+        largest_spectral_radius,
+        spectral_radius,
+    )
 
     def f(t, y, args):
         return jnp.stack([-(1 + t**2) * y[0], args * y[0] - 5.0 * y[1]])
 
     members = [(jnp.array([1.0, 2.0]), 3.0), (np.array([0.5, -1.0]), 4.0)]
-    programs = set()
+    compiled = _jacobian_program.cache_info().misses
     for t in (0.0, 3.0, 1.0, 2.5):
         assert largest_spectral_radius(f, t, members) == pytest.approx(max(1 + t**2, 5.0),
                                                                        rel=1e-12)  # fmt: skip
         assert spectral_radius(f, t, *members[1]) == pytest.approx(max(1 + t**2, 5.0), rel=1e-12)
-        programs |= {id(v) for k, v in _stiffness._JACOBIANS.items() if k[0] is f}
-    assert len(programs) == 1
+    assert _jacobian_program.cache_info().misses == compiled + 1

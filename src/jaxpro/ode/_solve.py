@@ -182,6 +182,7 @@ def _remember_stiff(key, t_stop: float) -> None:
 # (f, y0's and args' structure, shapes and dtypes) already found to return y0's shape:
 # tracing f again (~0.2 ms for a small model) tells nothing new. Bounded, oldest out.
 _RHS_CHECKED: dict = {}
+_RHS_MEMORY = 64
 
 
 def _check_rhs(f, t0, y0, args) -> None:
@@ -202,7 +203,7 @@ def _check_rhs(f, t0, y0, args) -> None:
         raise InputError(f"must return dy/dt shaped like y0 {want}; it returned {got}",
                          argument="f")  # fmt: skip
     _RHS_CHECKED[key] = True
-    while len(_RHS_CHECKED) > _COMPILED_MEMORY:
+    while len(_RHS_CHECKED) > _RHS_MEMORY:
         _RHS_CHECKED.pop(next(iter(_RHS_CHECKED)))
 
 
@@ -252,28 +253,18 @@ def _program(f, method: str, max_steps: int, with_times: bool, event, batched: s
     return jax.jit(run)
 
 
-# (program, inputs' structure, types, shapes and dtypes) -> its compiled executable.
-# ``program.lower(...).compile()`` on every call retraced and re-lowered the solve
-# (~0.2 ms of a 3 ms warm Robertson solve) only to find the executable JAX had
-# already compiled. Bounded, oldest out.
-_COMPILED: dict = {}
-_COMPILED_MEMORY = 64
-
-
 def _compiled(program, inputs) -> tuple[Any, float]:
-    """``program`` compiled for ``inputs`` (from memory when seen) and the seconds spent."""
+    """``program`` compiled for ``inputs`` and the seconds spent (0 when jaxpro's
+    executable cache has it). ``program.lower(...).compile()`` on every call had
+    retraced and re-lowered the solve (~0.2 ms of a 3 ms warm Robertson solve) only
+    to find the executable JAX had already compiled."""
     import jax
 
+    from jaxpro import _cache
+
     leaves, treedef = jax.tree.flatten(inputs)
-    key = (program, treedef, signature(leaves))
-    compiled = _COMPILED.pop(key, None)
-    start = time.perf_counter()
-    if compiled is None:
-        compiled = program.lower(*inputs).compile()
-    _COMPILED[key] = compiled
-    while len(_COMPILED) > _COMPILED_MEMORY:
-        _COMPILED.pop(next(iter(_COMPILED)))
-    return compiled, time.perf_counter() - start
+    key = ("ode", program, treedef, signature(leaves))
+    return _cache.compiled(key, lambda: program.lower(*inputs).compile())
 
 
 def _attempt(f, method, max_steps, y0, t0, t1, t_eval, args, rtol, atol, event, clock, batched,

@@ -20,6 +20,7 @@ radius again where it stopped.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -84,14 +85,11 @@ def spectral_radius(f, t, y, args) -> float:
     return value
 
 
-# (f, y's structure and shapes, args' structure) -> the compiled Jacobian. Traced
+# One compiled Jacobian per (f, y's structure, shapes), kept by an LRU cache. Traced
 # eagerly op by op, a small state's Jacobian cost ~4-5 ms on every call (half of a
 # warm 9.9 ms Robertson solve) and, in a fresh process, ~0.5 s of one-op compiles;
-# compiled, ~0.1 ms to run and ~50 ms once to compile. Bounded, oldest out.
-_JACOBIANS: dict = {}
-_JACOBIAN_MEMORY = 32
-
-
+# compiled, ~0.1 ms to run and ~50 ms once to compile.
+@functools.lru_cache(maxsize=32)
 def _jacobian_program(f, treedef, shapes):
     """``jit(vmap(jacfwd))`` of ``f`` in ``y`` (flattened) at one ``t``, per member."""
     import jax
@@ -113,7 +111,7 @@ def largest_spectral_radius(f, t, members: list[tuple]) -> float:
     """The largest :func:`spectral_radius` over ``members`` (``(y, args)`` pairs).
 
     Small states: every member's Jacobian in one compiled, vmapped ``jacfwd`` (see
-    ``_JACOBIANS``); members and their ``args`` are stacked on the host.
+    :func:`_jacobian_program`); members and their ``args`` are stacked on the host.
     """
     import jax
 
@@ -126,11 +124,7 @@ def largest_spectral_radius(f, t, members: list[tuple]) -> float:
                                        for x in jax.tree.leaves(y)]) for y, _ in members])  # fmt: skip
     args = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]),
                         *(a for _, a in members))  # fmt: skip
-    key = (f, treedef, shapes, jax.tree.structure(members[0][1]))
-    program = _JACOBIANS.pop(key, None) or _jacobian_program(f, treedef, shapes)
-    _JACOBIANS[key] = program
-    while len(_JACOBIANS) > _JACOBIAN_MEMORY:
-        _JACOBIANS.pop(next(iter(_JACOBIANS)))
+    program = _jacobian_program(f, treedef, shapes)
     jacobians = np.asarray(program(np.float64(t), states, args), dtype=float)
     if not np.all(np.isfinite(jacobians)):
         return math.inf
