@@ -109,3 +109,16 @@ def test_the_jacobian_is_compiled_once_per_function_and_t_is_traced():
                                                                        rel=1e-12)  # fmt: skip
         assert spectral_radius(f, t, *members[1]) == pytest.approx(max(1 + t**2, 5.0), rel=1e-12)
     assert _jacobian_program.cache_info().misses == compiled + 1
+
+
+def test_an_empty_state_has_radius_zero():
+    """A state of no numbers has no eigenvalue: 0, by either entry point (the dense
+    path used to call itself back for it)."""
+    from jaxpro.ode._stiffness import largest_spectral_radius, spectral_radius
+
+    def f(t, y, args):
+        return -y
+
+    empty = jnp.zeros(0)
+    assert spectral_radius(f, 0.0, empty, None) == 0.0
+    assert largest_spectral_radius(f, 0.0, [(empty, None), (empty, None)]) == 0.0

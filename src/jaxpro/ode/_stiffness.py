@@ -117,7 +117,9 @@ def largest_spectral_radius(f, t, members: list[tuple]) -> float:
 
     leaves, treedef = jax.tree.flatten(members[0][0])
     size = sum(int(np.size(leaf)) for leaf in leaves)
-    if size > DENSE_MAX or size == 0:
+    if size == 0:  # no state, no eigenvalue (spectral_radius would come back here)
+        return 0.0
+    if size > DENSE_MAX:
         return max(spectral_radius(f, t, y, a) for y, a in members)
     shapes = tuple(np.shape(leaf) for leaf in leaves)
     states = np.stack([np.concatenate([np.ravel(np.asarray(x, dtype=np.float64))
