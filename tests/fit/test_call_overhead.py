@@ -199,5 +199,5 @@ def test_fit_many_reports_its_queue_program():
     curves = np.stack([_exp3(x, a, 1.0, 0.2) for a in (1.0, 2.0, 3.0)])
     result = jaxpro.fit_many(_exp3, x, curves, p0=[1.5, 1.0, 0.0])
     ((label, seconds),) = result.timings.programs
-    assert label == "LM queue, 3 parameters, 50 points per curve"
+    assert label == "compact LM queue, 3 parameters, 50 points per curve"
     assert seconds == result.timings.compile

@@ -302,7 +302,10 @@ def test_two_devices_give_the_same_answers(curves, tmp_path):
 
 
 def test_curves_where_lm_runs_out_are_retried_with_trf(curves):
-    """The retry gathers the failed rows (not a window): each equals its TRF fit alone."""
+    """Compact LM, then the full LM for what it gave up on, then TRF for what LM could not finish.
+
+    The retries gather the failed rows (not a window): each equals its TRF fit alone.
+    """
     x, Y, _ = curves
     Y = Y[:10]
     p0 = np.tile([1.5, 1.0, 0.0], (10, 1))
@@ -310,11 +313,32 @@ def test_curves_where_lm_runs_out_are_retried_with_trf(curves):
     lm = jaxpro.fit_many(decay, x, Y, p0=p0, method="lm", max_nfev=9)
     failed = np.flatnonzero(lm.status == 0)
     assert failed.tolist() == [2, 7], lm.nfev
+    # the compact LM alone (ample evaluations): which curves need more than 9 there
+    compact = jaxpro.fit_many(decay, x, Y, p0=p0)
+    assert compact.plan.settings["curves_by_program"] == {"compact LM": 10}
+    slow = np.flatnonzero(compact.nfev > 9)
+    handed = np.setdiff1d(slow, failed)
+    assert set(failed) <= set(slow) and handed.size, compact.nfev  # all three programs run
     auto = jaxpro.fit_many(decay, x, Y, p0=p0, max_nfev=9)
     assert "TRF for 2 curve(s)" in auto.plan.settings["method"]
-    kept = np.setdiff1d(np.arange(10), failed)
-    # exact: the kept curves' answers come from the very LM program both calls ran
-    np.testing.assert_array_equal(auto.values[kept], lm.values[kept])
+    assert auto.plan.settings["curves_by_program"] == {
+        "compact LM": 10 - slow.size,
+        "LM": handed.size,
+        "TRF": 2,
+    }
+    assert [name for name, _ in auto.timings.programs] == [
+        "compact LM queue, 3 parameters, 120 points per curve",
+        "LM queue, 3 parameters, 120 points per curve",
+        "TRF queue, 3 parameters, 120 points per curve",
+    ]
+    kept = np.setdiff1d(np.arange(10), slow)
+    # the compact program's curves as it gives them alone; values as MINPACK's LM to 1e-7
+    np.testing.assert_allclose(auto.values[kept], compact.values[kept], rtol=1e-12)
+    np.testing.assert_array_equal(auto.nfev[kept], compact.nfev[kept])
+    np.testing.assert_allclose(auto.values[kept], lm.values[kept], rtol=1e-7)
+    # the full LM's curves started afresh from p0: its own answers
+    np.testing.assert_allclose(auto.values[handed], lm.values[handed], rtol=1e-12)
+    np.testing.assert_array_equal(auto.nfev[handed], lm.nfev[handed])
     for i in failed:
         alone = jaxpro.fit_many(decay, x, Y[i : i + 1], p0=p0[i], method="trf", max_nfev=9)
         np.testing.assert_allclose(auto.values[i], alone.values[0], rtol=1e-12)

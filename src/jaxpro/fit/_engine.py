@@ -265,6 +265,10 @@ def queued_program_fn(program: Program):
     after the loop, for every fit. Returns one packed outcome row per fit.
     """
     slots = program.slots
+    if program.method == "compact":
+        from jaxpro.fit import _compact
+
+        return _on_devices(_compact.run_fn(program))
 
     def run(batched, shared, vectors, reference, knobs, todo, count):
         size = vectors.shape[0]
@@ -339,6 +343,11 @@ def queued_program_fn(program: Program):
 
         return jax.vmap(finish)(jnp.arange(size), store)
 
+    return _on_devices(run)
+
+
+def _on_devices(run):
+    """``run`` over every device's share of the fits (``run`` itself on one device)."""
     devices = jax.devices()
     if len(devices) == 1:
         return run

@@ -29,7 +29,7 @@ import numpy as np
 from jaxpro._precision import float64
 from jaxpro._result import Plan, Result, Timings, format_table
 from jaxpro.errors import InputError
-from jaxpro.fit import _checks, _data, _engine, _orchestrate
+from jaxpro.fit import _checks, _compact, _data, _engine, _orchestrate
 from jaxpro.fit._fit import _check_level, _Model, _resolve_model
 from jaxpro.fit._model import curve_residual, trace_check
 from jaxpro.fit._plan import method_reasons
@@ -183,7 +183,12 @@ class ManyFitResult(Result):
         axes = np.atleast_1d(figure.subplots(rows, cols)).ravel()
         for j, name in enumerate(self.names):
             values = self.values[self.converged, j]
-            axes[j].hist(values[np.isfinite(values)], bins=bins)
+            values = values[np.isfinite(values)]
+            # identical fits (noise-free curves) differ by rounding at most: bins
+            # narrower than the float spacing cannot exist, so one bin then
+            spread = np.ptp(values) if values.size else 0.0
+            narrow = spread <= 1e-9 * (np.abs(values).max() if values.size else 0.0)
+            axes[j].hist(values, bins=1 if narrow else bins)
             axes[j].set_xlabel(name)
         for ax in axes[p:]:
             ax.set_visible(False)
@@ -328,8 +333,17 @@ def fit_many(
         bounds: dict ``{name: (lower, upper)}`` (scalars or per-curve arrays) or
             ``(lb, ub)`` of shape ``(p,)`` or ``(M, p)``.
         mask: ``(M, n)`` booleans, False for points to ignore (ragged lengths).
-        loss, f_scale, method, absolute_sigma, ftol, xtol, gtol, max_nfev,
-            x_scale, confidence: as in :func:`jaxpro.fit`.
+        loss, f_scale, absolute_sigma, ftol, xtol, gtol, max_nfev, x_scale,
+            confidence: as in :func:`jaxpro.fit`.
+        method: as in :func:`jaxpro.fit`. Left to jaxpro (None or "auto")
+            for unbounded least squares with up to 8 parameters, the curves
+            go first through a compact Levenberg-Marquardt program that
+            compiles in a fraction of the full one's time; only curves it
+            gives up on (ill-conditioned, or more than
+            :data:`jaxpro.fit._compact.BUDGET` evaluations) are refitted from
+            ``p0`` by the full MINPACK-style LM (``plan.settings
+            ["curves_by_program"]`` counts them). ``"lm"`` runs the full LM
+            for every curve.
         batch_size: curves in flight at once (over all devices): each step of
             the vectorised solver advances this many fits by one iteration, and
             a finished fit's place goes to the next curve.
@@ -441,7 +455,7 @@ def fit_many(
             raise InputError(f"the model returned shape {shape} for {n} points", argument="model")
 
     curves = _Curves(residual, layout, data_for, theta0, lb, ub, counts)
-    columns, (compile_s, programs), run_s, method_used, (ss_tot, quantile) = _solve_all(
+    columns, (compile_s, programs), run_s, method_used, paths, (ss_tot, quantile) = _solve_all(
         curves,
         settings,
         batch_size,
@@ -467,6 +481,7 @@ def fit_many(
         m,
         batch_size,
         programs,
+        paths,
     )
 
 
@@ -502,21 +517,44 @@ class _Curves:
 def _solve_all(
     curves: _Curves, settings, batch_size: int, *, auto: bool, meanwhile: Callable[[], Any]
 ):
-    """Run every curve; re-run LM failures with TRF when jaxpro chose the method.
+    """Run every curve; hand what the compact LM gives up to the full LM, then LM failures to TRF.
 
-    ``meanwhile()`` (host work that does not need the fits) runs while the
-    first solve computes; returns ``(columns, (compile_s, programs), run_s, method,
-    meanwhile())``, ``programs`` being ``(what was compiled, seconds)`` pairs.
+    When jaxpro chose the method, the problem is unbounded least squares and
+    p is small (:func:`jaxpro.fit._compact.eligible`), the curves go first
+    through the compact program, which compiles in a fraction of the full
+    program's time; the curves it gives up on are fitted afresh by the full
+    LM (compiled only then), and curves where LM runs out of evaluations by
+    TRF. ``meanwhile()`` (host work that does not need the fits) runs while the
+    first solve computes; returns ``(columns, (compile_s, programs), run_s,
+    method, paths, meanwhile())``, ``programs`` being ``(what was compiled,
+    seconds)`` pairs and ``paths`` the number of curves each program finished.
     """
     m, p = curves.theta0.shape
-    collect = _start(curves, settings, np.arange(m), batch_size)
+    bounded = bool(np.isfinite(curves.lb).any() or np.isfinite(curves.ub).any())
+    compact = auto and _compact.eligible(
+        settings.method, settings.loss, settings.jac_scale, bounded, p
+    )
+    first = "compact" if compact else settings.method
+    collect = _start(curves, settings, np.arange(m), batch_size, method=first)
     # host work competes for the cores: only once every thread has its first call running
     collect.launched.wait()
     extra = meanwhile()
     columns, compile_s, run_s = collect()
     method_used = settings.method
     label = f"{p} parameters, {curves.layout.size} points per curve"
-    programs = [(f"{settings.method.upper()} queue, {label}", compile_s)]
+    names = {"compact": "compact LM", "lm": "LM", "trf": "TRF"}
+    programs = [(f"{names[first]} queue, {label}", compile_s)]
+    paths = {names[first]: m}
+    if compact:
+        # curves with fewer points than parameters are reported as such, never refitted
+        handed = np.flatnonzero((columns["status"] == 0) & (curves.counts >= p))
+        if handed.size:
+            retry, c2, r2 = _start(curves, settings, handed, batch_size)()
+            for key, value in retry.items():
+                columns[key][handed] = value
+            compile_s, run_s = compile_s + c2, run_s + r2
+            programs.append((f"LM queue, {label}", c2))
+            paths = {"compact LM": m - handed.size, "LM": int(handed.size)}
     if auto and settings.method == "lm":
         failed = np.flatnonzero((columns["status"] == 0) & (curves.counts >= p))
         if failed.size:
@@ -527,7 +565,10 @@ def _solve_all(
             compile_s, run_s = compile_s + c2, run_s + r2
             programs.append((f"TRF queue, {label}", c2))
             method_used = f"lm (TRF for {failed.size} curve(s) where LM ran out of evaluations)"
-    return columns, (compile_s, tuple(programs)), run_s, method_used, extra
+            paths["LM" if "LM" in paths else names[first]] -= int(failed.size)
+            paths["TRF"] = int(failed.size)
+    paths = {name: count for name, count in paths.items() if count}
+    return columns, (compile_s, tuple(programs)), run_s, method_used, paths, extra
 
 
 def _call_size(m: int, slots: int, devices: int) -> int:
@@ -574,7 +615,7 @@ def _parallelism(curves: int) -> tuple[int, int]:
     return devices, _workers(devices, curves)
 
 
-def _start(curves: _Curves, settings, rows: np.ndarray, batch_size: int):
+def _start(curves: _Curves, settings, rows: np.ndarray, batch_size: int, method: str | None = None):
     """Start the fits of ``rows``; returns ``collect() -> (columns, compile_s, run_s)``.
 
     The rows are split into calls of one compiled shape, shared round-robin
@@ -591,7 +632,7 @@ def _start(curves: _Curves, settings, rows: np.ndarray, batch_size: int):
     width = size // devices
     program = _engine.Program(
         curves.residual,
-        settings.method,
+        method or settings.method,
         settings.jac_scale,
         (_engine.StageSpec(curves.layout, settings.loss),),
         slots=min(slots, width),
@@ -624,7 +665,10 @@ def _start(curves: _Curves, settings, rows: np.ndarray, batch_size: int):
         return _engine.prepare_queue(program, pieces, shared), np.concatenate(picked)
 
     def receive(rows_out, picked) -> dict[str, np.ndarray]:
-        columns = _engine.unpack_rows(np.asarray(rows_out), p)
+        if program.method == "compact":
+            columns = _compact.columns(np.asarray(rows_out), p)
+        else:
+            columns = _engine.unpack_rows(np.asarray(rows_out), p)
         if picked.size and picked[-1] - picked[0] == picked.size - 1:  # a window: views
             picked = slice(int(picked[0]), int(picked[-1]) + 1)
         return {k: v[picked] for k, v in columns.items()}
@@ -754,6 +798,7 @@ def _assemble(
     m,
     batch_size,
     programs=(),
+    paths=None,
 ) -> ManyFitResult:
     p = len(resolved.names)
     status = columns["status"].copy()
@@ -784,6 +829,20 @@ def _assemble(
         "across curves, and only the curves whose Gauss-Newton step leaves the trust region "
         "compute an SVD"
     )
+    paths = paths or {}
+    if "compact LM" in paths:
+        reasons.append(
+            f"{paths['compact LM']} curve(s) fitted by the compact LM (normal equations scaled "
+            "by the Jacobian's column norms, Nielsen's damping, convergence tested on the "
+            "undamped Gauss-Newton step; a small program, quick to compile)"
+            + (
+                f"; {paths['LM']} curve(s) it gave up on (ill-conditioned, or not converged "
+                f"within {_compact.BUDGET} evaluations) refitted from p0 by the full "
+                "trust-region LM"
+                if paths.get("LM")
+                else ""
+            )
+        )
     devices, workers = _parallelism(m)
     if devices > 1:
         reasons.append(f"each call split over {devices} devices, a queue on each")
@@ -812,6 +871,7 @@ def _assemble(
             "xtol": settings.xtol,
             "gtol": settings.gtol,
             "max_nfev": settings.max_nfev,
+            "curves_by_program": dict(paths),
         },
     )
     timings = Timings(compile=compile_s, run=run_s, total=time.perf_counter() - started,

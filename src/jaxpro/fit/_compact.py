@@ -1,0 +1,358 @@
+"""A compact Levenberg-Marquardt for ``fit_many``'s ordinary curves: small to compile, fast to run.
+
+``fit_many``'s full program (:func:`jaxpro.fit._engine.queued_program_fn` with
+MINPACK's trust-region LM) handles everything: rank deficiency, the trust-region
+subproblem through an SVD, repeated passes for ill-conditioned Jacobians. Its
+single XLA kernel takes ~2.5 s to compile on a 2-core CPU, which is what a user
+who fits one batch per process waits for. Most curves need none of that
+machinery: a well-conditioned Jacobian and a handful of Gauss-Newton-like steps.
+
+This program fits those curves with the textbook method, and hands every other
+curve back to the full program (started afresh from its ``p0``, so such a curve
+gets exactly the answer it would have got without this path):
+
+- each evaluation gives the Gram matrix of ``[J | r]`` (jaxpro's chunked pass,
+  one fused reduction): ``A = J^T J``, ``g = J^T r``, ``c = r^T r``;
+- steps solve ``(S + lam I) z = -g_s`` with ``S`` the Jacobian-scaled ``A``
+  (unit diagonal; Marquardt's scaling, MINPACK's ``x_scale='jac'``) by an
+  unrolled Cholesky factorisation; ``lam`` follows Nielsen's update
+  (Madsen, Nielsen and Tingleff, *Methods for non-linear least squares
+  problems*, 2004, section 3.2) and a step is taken when its gain ratio
+  exceeds MINPACK's 1e-4;
+- after each accepted step the *undamped* Gauss-Newton step from the new point
+  is tested, so damping can never fake convergence: the relative reduction in
+  the sum of squares it predicts at most ``ftol`` (status 2), its scaled
+  length at most ``xtol`` times the scaled parameters' (status 3; both: 4),
+  or the largest scaled gradient cosine at most ``gtol`` (status 1), SciPy's
+  codes and meanings. That Gauss-Newton step is then taken as the last one
+  (kept if it does not increase the cost), so a fit ends, like MINPACK's,
+  just after a step whose predicted gain was below the tolerance;
+- convergence is never declared where the scaled normal matrix is not
+  safely positive definite (condition number above ~1e6, where its inverse,
+  the covariance, would lose more than ~6 of 16 digits); damped steps may
+  cross such regions. A curve whose start is not finite, or that has not
+  converged within :data:`BUDGET` evaluations (a rank-deficient one among
+  them) ends with status 0 and goes to the full program.
+
+Curves flow through a fixed number of slots as in the full program: a slot
+whose curve finishes takes the next one, so the work is the sum of the curves'
+own iteration counts. The covariance ``(J^T J)^{-1}`` is computed once per
+curve after the loop from the Cholesky factor of the scaled Gram matrix.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxpro.fit._linalg import cholesky_upper, norm, solve_upper
+from jaxpro.fit._pass import _symmetric, chunk_sums
+
+__all__ = ["BUDGET", "MAX_PARAMETERS", "columns", "eligible", "run_fn"]
+
+# Evaluations a curve may take here before the full program takes it over:
+# ordinary curves converge in 5-15 (exponential decays from a common start: 6
+# on average); one that needs more is better served by the trust-region LM.
+BUDGET = 50
+# The unrolled Cholesky factorisation grows as p^3 in the program.
+MAX_PARAMETERS = 8
+# Smallest pivot accepted in the Cholesky factor of the unit-diagonal scaled
+# normal matrix: its condition number is at least 1 / pivot^2, so 1e-3 keeps
+# it below ~1e6 (the normal equations then lose at most ~6 digits).
+PIVOT_FLOOR = 1e-3
+_ACCEPT = 1e-4  # MINPACK's smallest gain ratio for a step to be taken
+_LAMBDA0 = 1e-3  # the damping's start, relative to the unit diagonal of S
+_LAMBDA_MAX = 1e16  # damping beyond this: no step can reduce the cost any more
+_GIVEN_UP = 0
+# relative rise of the cost still taken as rounding for the closing step (sums
+# of n squares round to ~1e-16 sqrt(n) relative; a real rise is far larger)
+_CLOSING_SLACK = 1e-10
+
+
+def eligible(method: str, loss, jac_scale: bool, bounded: bool, p: int) -> bool:
+    """Whether the compact program may fit these curves first.
+
+    Args:
+        method: the resolved method ("lm" or "trf").
+        loss: the resolved loss (only "linear" qualifies).
+        jac_scale: variables scaled by the Jacobian's column norms (``x_scale='jac'``).
+        bounded: whether any curve has a finite bound.
+        p: number of parameters.
+    """
+    return method == "lm" and loss == "linear" and jac_scale and not bounded and p <= MAX_PARAMETERS
+
+
+class _Slot(NamedTuple):
+    """One slot's fit in progress."""
+
+    curve: jax.Array  # index of the fit it holds
+    alive: jax.Array
+    fresh: jax.Array  # the next evaluation is the curve's start
+    final: jax.Array  # converged: the next evaluation is the last Gauss-Newton step
+    theta: jax.Array
+    A: jax.Array  # J^T J at theta
+    g: jax.Array  # J^T r at theta
+    c: jax.Array  # r^T r at theta
+    lam: jax.Array
+    nu: jax.Array
+    status: jax.Array
+    nfev: jax.Array
+    nit: jax.Array
+
+
+def _scaled(A, g):
+    """``(S, g_s, d)``: ``S = D^-1 A D^-1`` (unit diagonal), ``g_s = D^-1 g``, ``d = diag(D)``."""
+    d = jnp.sqrt(jnp.diagonal(A))
+    d = jnp.where(d > 0, d, 1.0)  # a zero column keeps scale 1, as in MINPACK
+    return A / (d[:, None] * d[None, :]), g / d, d
+
+
+def _solve(S, gs, lam):
+    """``z = -(S + lam I)^{-1} g_s`` and the Cholesky factor used."""
+    U = cholesky_upper(S + lam * jnp.eye(S.shape[0], dtype=S.dtype))
+    return -solve_upper(U, solve_upper(U, gs, transpose=True)), U
+
+
+def _tests(slot: _Slot, ftol, xtol, gtol):
+    """The status if the slot's current point passes a convergence test, else 0.
+
+    Never where the scaled normal matrix is ill-conditioned (a pivot below
+    :data:`PIVOT_FLOOR`): the undamped step and the covariance would not be
+    trustworthy there.
+    """
+    S, gs, d = _scaled(slot.A, slot.g)
+    z, U = _solve(S, gs, 0.0)
+    well = (jnp.min(jnp.diagonal(U)) > PIVOT_FLOOR) & jnp.all(jnp.isfinite(z))
+    c = slot.c
+    predicted = -jnp.sum(z * gs)  # = z^T S z: the Gauss-Newton step's gain in r^T r
+    f_ok = predicted <= ftol * c
+    x_ok = norm(z) <= xtol * norm(d * slot.theta)
+    g_ok = jnp.max(jnp.abs(gs)) <= gtol * jnp.sqrt(c)
+    # SciPy's codes: 1 gtol, 2 ftol, 3 xtol, 4 ftol and xtol
+    code = jnp.where(f_ok & x_ok, 4, jnp.where(f_ok, 2, jnp.where(x_ok, 3, jnp.where(g_ok, 1, 0))))
+    return jnp.where(well, code, 0).astype(jnp.int32)
+
+
+def _advance(slot: _Slot, theta0, knobs, gram) -> tuple[_Slot, jax.Array]:
+    """One evaluation of one slot's fit: ``(slot, finished)``."""
+    ftol, xtol, gtol = knobs[0], knobs[1], knobs[2]
+    max_nfev = jnp.minimum(knobs[3], BUDGET)
+    S, gs, d = _scaled(slot.A, slot.g)
+    z, _ = _solve(S, gs, jnp.where(slot.final, 0.0, slot.lam))
+    trial = jnp.where(slot.fresh, theta0, slot.theta + z / d)
+    A1, g1, c1 = gram(trial)
+    finite = jnp.isfinite(c1) & jnp.all(jnp.isfinite(A1)) & jnp.all(jnp.isfinite(g1))
+    predicted = -(2.0 * jnp.sum(z * gs) + jnp.sum(z * (S @ z)))
+    rho = (slot.c - c1) / predicted
+    # the closing Gauss-Newton step gains less than ftol: its cost may differ from
+    # the current one by rounding alone, so it is kept unless the cost clearly rises
+    # (a comparison decided by rounding would make answers jump with the data's last bit)
+    closing = c1 <= slot.c * (1.0 + _CLOSING_SLACK)
+    accept = finite & (
+        slot.fresh | jnp.where(slot.final, closing, (rho > _ACCEPT) & (predicted > 0))
+    )
+
+    def pick(new, old):
+        return jnp.where(accept, new, old)
+
+    moved = slot._replace(
+        theta=pick(trial, slot.theta),
+        A=pick(A1, slot.A),
+        g=pick(g1, slot.g),
+        c=pick(c1, slot.c),
+        nfev=slot.nfev + 1,
+        nit=slot.nit + jnp.where(slot.fresh, 0, 1),
+    )
+    shrink = jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+    lam = jnp.where(slot.fresh, _LAMBDA0, jnp.where(accept, slot.lam * shrink, slot.lam * slot.nu))
+    nu = jnp.where(accept, 2.0, 2.0 * slot.nu)
+    code = _tests(moved, ftol, xtol, gtol)
+    converged = accept & ~slot.final & (code > 0)
+    # the step just taken already passed MINPACK's own test (its actual and
+    # predicted relative gains at most ftol, or its length at most xtol): done
+    # here, without the closing Gauss-Newton step
+    small = ~slot.fresh & (
+        ((predicted <= ftol * slot.c) & (slot.c - c1 <= ftol * slot.c))
+        | (norm(z) <= xtol * norm(d * slot.theta))
+    )
+    # an ill-conditioned point only blocks convergence (the tests and the
+    # covariance need the undamped solve); damped steps leave it on their own
+    failed = (slot.fresh & ~finite) | (
+        ~slot.final & ~converged & ((moved.nfev >= max_nfev) | (lam > _LAMBDA_MAX))
+    )
+    status = jnp.where(converged, code, jnp.where(failed, _GIVEN_UP, slot.status))
+    moved = moved._replace(
+        lam=lam, nu=nu, status=status, fresh=jnp.zeros_like(slot.fresh), final=converged & ~small
+    )
+    return moved, slot.alive & (slot.final | failed | (converged & small))
+
+
+def columns(raw: np.ndarray, p: int) -> dict[str, np.ndarray]:
+    """The program's raw rows as :func:`jaxpro.fit._engine.unpack_rows` columns (host, NumPy).
+
+    Each row holds theta, ``A = J^T J``, ``g = J^T r``, ``c = r^T r``, status,
+    evaluations and iterations. The covariance ``(J^T J)^{-1}`` comes from the
+    Cholesky factor of the scaled ``A``, vectorised over the curves (a p x p
+    loop of array operations: a LAPACK call per curve would cost more than the
+    fits); ``R = U D`` is that factor unscaled (``R^T R = J^T J``) and ``qtr``
+    solves ``R^T qtr = g``.
+    """
+    raw = np.asarray(raw)
+    m = raw.shape[0]
+    theta = raw[:, :p]
+    A = raw[:, p : p + p * p].reshape(m, p, p)
+    g = raw[:, p + p * p : 2 * p + p * p]
+    c, status, nfev, nit = raw[:, 2 * p + p * p :].T
+    d = np.sqrt(np.maximum(np.diagonal(A, axis1=1, axis2=2), 0.0))
+    d = np.where(d > 0, d, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        S = A / (d[:, :, None] * d[:, None, :])
+        U = np.zeros_like(S)  # upper triangular, U^T U = S, column by column
+        for j in range(p):
+            U[:, j, j] = np.sqrt(S[:, j, j] - np.einsum("mk,mk->m", U[:, :j, j], U[:, :j, j]))
+            for i in range(j + 1, p):
+                U[:, j, i] = (S[:, j, i] - np.einsum("mk,mk->m", U[:, :j, j], U[:, :j, i])) / U[
+                    :, j, j
+                ]
+        inverse = np.zeros_like(U)  # U^{-1}, upper triangular
+        for j in range(p):
+            inverse[:, j, j] = 1.0 / U[:, j, j]
+            for i in range(j - 1, -1, -1):
+                inverse[:, i, j] = (
+                    -np.einsum("mk,mk->m", U[:, i, i + 1 : j + 1], inverse[:, i + 1 : j + 1, j])
+                    / U[:, i, i]
+                )
+        covariance = np.einsum("mik,mjk->mij", inverse, inverse) / (d[:, :, None] * d[:, None, :])
+        R = U * d[:, None, :]
+        qtr = np.zeros_like(g)  # forward substitution with R^T
+        for i in range(p):
+            qtr[:, i] = (g[:, i] - np.einsum("mk,mk->m", R[:, :i, i], qtr[:, :i])) / R[:, i, i]
+    finite = np.isfinite(covariance).all(axis=(1, 2)) & np.isfinite(c)
+    covariance[~finite] = np.inf
+    whole = np.int64
+    return {
+        "x": theta,
+        "cost": 0.5 * c,
+        "chi2": c,
+        "R": R,
+        "qtr": qtr,
+        "gradient": g,
+        "status": status.astype(whole),
+        "nfev": nfev.astype(whole),
+        "njev": nfev.astype(whole),  # every evaluation gives the Jacobian with the residuals
+        "nit": nit.astype(whole),
+        "active_mask": np.zeros((m, p), whole),
+        "optimality": np.abs(g).max(axis=1),
+        "covariance": covariance,
+        "rank": np.where(finite, p, 0).astype(whole),
+        "finite": finite,
+        "first_nfev": np.zeros(m, whole),
+        "first_status": np.zeros(m, whole),
+    }
+
+
+def run_fn(program):
+    """``run(batched, shared, vectors, reference, knobs, todo, count)`` as in ``queued_program_fn``.
+
+    Returns one raw row per fit (see :func:`columns`; status 0: give it to the
+    full program).
+    """
+    from jaxpro.fit._engine import merge_regions
+
+    slots = program.slots
+
+    def run(batched, shared, vectors, reference, knobs, todo, count):
+        size, _, p = vectors.shape
+        count = jnp.reshape(count, ())
+        dtype = vectors.dtype
+
+        def gram_for(curve):
+            own = jax.tree.map(lambda a: a[curve], batched)
+            region = merge_regions(shared, {"regions": own["regions"]})["regions"][0]
+
+            def gram(theta):
+                total = chunk_sums(program.residual, theta, (region,), reference)
+                G = _symmetric(total, p + 1)
+                return G[:p, :p], G[:p, p], G[p, p]
+
+            return gram
+
+        def advance(slot):
+            return _advance(
+                slot, vectors[slot.curve, 0], knobs[slot.curve, 0], gram_for(slot.curve)
+            )
+
+        def fresh_slots(curve, alive):
+            k = curve.shape[0]
+            zeros = jnp.zeros((k,), dtype)
+            return _Slot(
+                curve=curve,
+                alive=alive,
+                fresh=jnp.ones((k,), bool),
+                final=jnp.zeros((k,), bool),
+                theta=vectors[curve, 0],
+                A=jnp.broadcast_to(jnp.eye(p, dtype=dtype), (k, p, p)),
+                g=jnp.zeros((k, p), dtype),
+                c=zeros,
+                lam=zeros + _LAMBDA0,
+                nu=zeros + 2.0,
+                status=jnp.zeros((k,), jnp.int32),
+                nfev=jnp.zeros((k,), jnp.int32),
+                nit=jnp.zeros((k,), jnp.int32),
+            )
+
+        width = min(slots, size)
+        index = jnp.arange(width)
+        start = fresh_slots(todo[jnp.minimum(index, size - 1)], index < count)
+        # finished fits, one row each: theta, A, g, c, status, nfev, nit
+        raw = jnp.zeros((size, 2 * p + p * p + 4), dtype)
+
+        def body(carry):
+            slot, taken, raw = carry
+            slot, done = jax.vmap(advance)(slot)
+            # finished fits' rows to their places, one by one: a loop of
+            # in-place row updates, not a scatter, keeps the whole loop one
+            # XLA kernel (see jaxpro.fit._batching.for_rows)
+            rows = jnp.concatenate(
+                [
+                    slot.theta,
+                    slot.A.reshape(width, p * p),
+                    slot.g,
+                    jnp.stack([slot.c, slot.status, slot.nfev, slot.nit], axis=1).astype(dtype),
+                ],
+                axis=1,
+            )
+            order = jnp.searchsorted(
+                jnp.cumsum(done, dtype=jnp.int32) - 1,
+                jnp.arange(width, dtype=jnp.int32),
+                side="left",
+                method="scan_unrolled",
+            )
+
+            def write(k, raw):
+                s = order[k]
+                return lax.dynamic_update_index_in_dim(
+                    raw, lax.dynamic_index_in_dim(rows, s), slot.curve[s], 0
+                )
+
+            raw = lax.fori_loop(0, jnp.sum(done, dtype=jnp.int32), write, raw)
+            position = taken + jnp.cumsum(done, dtype=jnp.int32) - 1
+            refill = done & (position < count)
+            curve = jnp.where(refill, todo[jnp.clip(position, 0, size - 1)], slot.curve)
+            new = fresh_slots(curve, refill)
+            slot = jax.tree.map(
+                lambda n, o: jnp.where(refill.reshape(refill.shape + (1,) * (o.ndim - 1)), n, o),
+                new,
+                slot,
+            )
+            slot = slot._replace(alive=(slot.alive & ~done) | refill)
+            return slot, taken + jnp.sum(done, dtype=jnp.int32), raw
+
+        carry = (start, jnp.minimum(width, count).astype(jnp.int32), raw)
+        return lax.while_loop(lambda c: jnp.any(c[0].alive), body, carry)[2]
+
+    return run
