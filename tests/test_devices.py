@@ -100,3 +100,20 @@ def test_reassociated_sums_stay_exact_on_integers():
     values = jnp.arange(1 << 20, dtype=jnp.float64)
     compiled = _devices.compile_lowered(jax.jit(jnp.sum).lower(values))
     assert float(compiled(values)) == (1 << 20) * ((1 << 20) - 1) / 2
+
+
+def test_work_given_to_run_while_compiling_runs_in_a_thread_of_its_own():
+    import threading
+
+    ran = {}
+    done = threading.Event()
+
+    def job():
+        ran["thread"] = threading.current_thread().name
+        done.set()
+
+    lowered = jax.jit(lambda a: a * 2.0).lower(jnp.ones(4))
+    compiled = _devices.compile_lowered(lowered, job)
+    assert done.wait(10.0)
+    assert ran["thread"] == "jaxpro-while-compiling" != threading.current_thread().name
+    np.testing.assert_array_equal(np.asarray(compiled(jnp.ones(4))), 2.0)

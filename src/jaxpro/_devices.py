@@ -65,15 +65,22 @@ def compiler_options() -> dict[str, int | str | bool]:
     return {key: value for key, value in options.items() if key not in _unsupported}
 
 
-def compile_lowered(lowered):
+def compile_lowered(lowered, while_compiling=None):
     """``lowered.compile()`` with :func:`compiler_options`, leaving out any this XLA rejects.
 
     Args:
         lowered: a ``jax.stages.Lowered``.
+        while_compiling: optional host work (a callable) started in a thread of
+            its own just before XLA compiles: compilation releases the GIL, so
+            Python work beside it costs no wall time.
 
     Returns:
         The ``jax.stages.Compiled`` program.
     """
+    if while_compiling is not None:
+        import threading
+
+        threading.Thread(target=while_compiling, name="jaxpro-while-compiling").start()
     options = compiler_options()
     while True:
         try:

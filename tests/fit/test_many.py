@@ -462,25 +462,28 @@ def test_a_failing_call_releases_the_waiting_host_work(curves, monkeypatch):
     assert outcome == {"error": "launch failed"}
 
 
-def test_the_queue_loop_has_no_scatter(curves, monkeypatch):
+@pytest.mark.parametrize("method", [None, "lm"])
+def test_the_queue_loop_has_no_scatter(curves, monkeypatch, method):
     """Finished fits are stored row by row, not scattered: XLA's CPU backend then compiles
-    the whole step loop into one kernel (a scatter anywhere in it prevents that)."""
+    the whole step loop into one kernel (a scatter anywhere in it prevents that).
+
+    Both programs: the compact LM (method left to jaxpro) and the full one."""
     from jaxpro import _cache
     from jaxpro.fit import _engine
 
     texts = []
     real = _engine.compile_lowered
 
-    def spy(lowered):
-        compiled = real(lowered)
+    def spy(lowered, *args):
+        compiled = real(lowered, *args)
         texts.append(compiled.as_text())
         return compiled
 
     monkeypatch.setattr(_engine, "compile_lowered", spy)
     _cache.clear()
     x, Y, _ = curves
-    result = jaxpro.fit_many(decay, x, Y[:20], p0=(1.5, 1.0, 0.0), batch_size=8)
+    result = jaxpro.fit_many(decay, x, Y[:20], p0=(1.5, 1.0, 0.0), batch_size=8, method=method)
     assert result.converged.all()
-    assert texts, "the program was compiled"
+    assert len(texts) == 1, "the program was compiled (and only the one)"
     assert all(" scatter(" not in text for text in texts)
     assert any('xla_cpu_small_call="true"' in text for text in texts)

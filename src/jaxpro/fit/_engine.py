@@ -430,6 +430,8 @@ class Prepared:
     program: Program
     args: tuple
     key: tuple
+    # host work started in a thread of its own once XLA compiles (never part of the key)
+    while_compiling: Callable[[], None] | None = None
 
     def build(self):
         from jaxpro._precision import float64
@@ -441,7 +443,7 @@ class Prepared:
                 return compile_lowered(lowered)
         with float64(), _linalg.batched():
             lowered = jax.jit(queued_program_fn(self.program)).lower(*self.args)
-            return compile_lowered(lowered)
+            return compile_lowered(lowered, self.while_compiling)
 
 
 @dataclass(frozen=True)
@@ -547,7 +549,7 @@ def unpack_rows(flat: np.ndarray, p: int) -> dict[str, np.ndarray]:
     return columns
 
 
-def prepare_queue(program: Program, pieces, shared) -> Prepared:
+def prepare_queue(program: Program, pieces, shared, while_compiling=None) -> Prepared:
     """Device arguments of a queued program, one piece per device.
 
     Args:
@@ -556,6 +558,8 @@ def prepare_queue(program: Program, pieces, shared) -> Prepared:
             a copy where aligned), ``vectors`` (fits, 4, p), ``knobs`` (fits, 1, 6)
             and the indices of the fits to solve.
         shared: data common to every fit.
+        while_compiling: host work to run in a thread of its own while XLA
+            compiles the program (not run when the program is cached).
     """
     devices = jax.devices()[: len(pieces)]
     p = pieces[0][1].shape[-1]
@@ -603,7 +607,7 @@ def prepare_queue(program: Program, pieces, shared) -> Prepared:
         )
     leaves, treedef = jax.tree.flatten(args)
     key = (program, treedef, tuple((leaf.shape, leaf.dtype.str) for leaf in leaves))
-    return Prepared(program, args, key)
+    return Prepared(program, args, key, while_compiling)
 
 
 def launch(prepared: Prepared) -> tuple[jax.Array, float]:

@@ -535,7 +535,9 @@ def _solve_all(
         settings.method, settings.loss, settings.jac_scale, bounded, p
     )
     first = "compact" if compact else settings.method
-    collect = _start(curves, settings, np.arange(m), batch_size, method=first)
+    collect = _start(
+        curves, settings, np.arange(m), batch_size, method=first, while_compiling=_import_special
+    )
     # host work competes for the cores: only once every thread has its first call running
     collect.launched.wait()
     extra = meanwhile()
@@ -615,7 +617,14 @@ def _parallelism(curves: int) -> tuple[int, int]:
     return devices, _workers(devices, curves)
 
 
-def _start(curves: _Curves, settings, rows: np.ndarray, batch_size: int, method: str | None = None):
+def _start(
+    curves: _Curves,
+    settings,
+    rows: np.ndarray,
+    batch_size: int,
+    method: str | None = None,
+    while_compiling: Callable[[], None] | None = None,
+):
     """Start the fits of ``rows``; returns ``collect() -> (columns, compile_s, run_s)``.
 
     The rows are split into calls of one compiled shape, shared round-robin
@@ -662,7 +671,8 @@ def _start(curves: _Curves, settings, rows: np.ndarray, batch_size: int, method:
             knobs[:, 0, 5] = np.maximum(curves.counts[selector], 1)
             pieces.append((batched, vectors, knobs, todo))
             picked.append(d * width + todo)
-        return _engine.prepare_queue(program, pieces, shared), np.concatenate(picked)
+        prepared = _engine.prepare_queue(program, pieces, shared, while_compiling)
+        return prepared, np.concatenate(picked)
 
     def receive(rows_out, picked) -> dict[str, np.ndarray]:
         if program.method == "compact":
@@ -768,6 +778,18 @@ def _weighted_spread(y: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
         deviation = block - mean[:, None]
         out[start : start + rows] = np.einsum("ij,ij->i", w2, deviation * deviation)
     return out
+
+
+def _import_special() -> None:
+    """Import ``scipy.special`` (for :func:`_t_quantiles`; run while XLA compiles).
+
+    It takes 0.1-0.15 s, which a first call otherwise pays after its fits, in
+    series; beside XLA's compilation (which releases the GIL) it costs nothing,
+    and a later ``import`` waits for it under Python's import lock.
+    """
+    import importlib
+
+    importlib.import_module("scipy.special")
 
 
 def _t_quantiles(dof: np.ndarray, confidence: float) -> np.ndarray:
