@@ -92,7 +92,7 @@ class _Slot(NamedTuple):
     curve: jax.Array  # index of the fit it holds
     alive: jax.Array
     fresh: jax.Array  # the next evaluation is the curve's start
-    final: jax.Array  # converged: the next evaluation is the last Gauss-Newton step
+    final: jax.Array  # the step that led here passed MINPACK's test: no closing step
     theta: jax.Array
     A: jax.Array  # J^T J at theta
     g: jax.Array  # J^T r at theta
@@ -117,78 +117,95 @@ def _solve(S, gs, lam):
     return -solve_upper(U, solve_upper(U, gs, transpose=True)), U
 
 
-def _tests(slot: _Slot, ftol, xtol, gtol):
+def _tests(slot: _Slot, z, gs, d, U, ftol, xtol, gtol):
     """The status if the slot's current point passes a convergence test, else 0.
 
-    Never where the scaled normal matrix is ill-conditioned (a pivot below
-    :data:`PIVOT_FLOOR`): the undamped step and the covariance would not be
+    ``z`` is the step from the current point solved with the damping ``lam``
+    and ``U`` the Cholesky factor of ``S + lam I``. The tests are those of the
+    undamped Gauss-Newton step, so they are made only where the damping
+    changes the step by at most ~1% (``lam`` below 1% of the smallest squared
+    pivot): damping never fakes convergence. Nor is convergence declared
+    where the scaled normal matrix is ill-conditioned (a pivot below
+    :data:`PIVOT_FLOOR`): the step and the covariance would not be
     trustworthy there.
     """
-    S, gs, d = _scaled(slot.A, slot.g)
-    z, U = _solve(S, gs, 0.0)
-    well = (jnp.min(jnp.diagonal(U)) > PIVOT_FLOOR) & jnp.all(jnp.isfinite(z))
+    pivot = jnp.min(jnp.diagonal(U))
+    valid = (pivot > PIVOT_FLOOR) & (slot.lam <= 0.01 * pivot * pivot) & jnp.all(jnp.isfinite(z))
     c = slot.c
-    predicted = -jnp.sum(z * gs)  # = z^T S z: the Gauss-Newton step's gain in r^T r
+    predicted = -jnp.sum(z * gs)  # ~ z^T S z: the Gauss-Newton step's gain in r^T r
     f_ok = predicted <= ftol * c
     x_ok = norm(z) <= xtol * norm(d * slot.theta)
     g_ok = jnp.max(jnp.abs(gs)) <= gtol * jnp.sqrt(c)
     # SciPy's codes: 1 gtol, 2 ftol, 3 xtol, 4 ftol and xtol
     code = jnp.where(f_ok & x_ok, 4, jnp.where(f_ok, 2, jnp.where(x_ok, 3, jnp.where(g_ok, 1, 0))))
-    return jnp.where(well, code, 0).astype(jnp.int32)
+    return jnp.where(valid & ~slot.fresh, code, 0).astype(jnp.int32)
 
 
 def _advance(slot: _Slot, theta0, knobs, gram) -> tuple[_Slot, jax.Array]:
-    """One evaluation of one slot's fit: ``(slot, finished)``."""
+    """One evaluation of one slot's fit: ``(slot, finished)``.
+
+    From the current point: one factorisation of the damped scaled normal
+    matrix gives both the convergence tests and the step. A point that passes
+    them is the last accepted one unless the step that led to it already
+    passed MINPACK's own test (``slot.final`` records that); otherwise its
+    step is taken as the closing one and kept unless the cost clearly rises.
+    """
     ftol, xtol, gtol = knobs[0], knobs[1], knobs[2]
     max_nfev = jnp.minimum(knobs[3], BUDGET)
     S, gs, d = _scaled(slot.A, slot.g)
-    z, _ = _solve(S, gs, jnp.where(slot.final, 0.0, slot.lam))
+    z, U = _solve(S, gs, slot.lam)
+    code = _tests(slot, z, gs, d, U, ftol, xtol, gtol)
+    converged = code > 0
     trial = jnp.where(slot.fresh, theta0, slot.theta + z / d)
     A1, g1, c1 = gram(trial)
     finite = jnp.isfinite(c1) & jnp.all(jnp.isfinite(A1)) & jnp.all(jnp.isfinite(g1))
     predicted = -(2.0 * jnp.sum(z * gs) + jnp.sum(z * (S @ z)))
     rho = (slot.c - c1) / predicted
-    # the closing Gauss-Newton step gains less than ftol: its cost may differ from
-    # the current one by rounding alone, so it is kept unless the cost clearly rises
-    # (a comparison decided by rounding would make answers jump with the data's last bit)
+    # the closing step gains less than ftol: its cost may differ from the current
+    # one by rounding alone, so it is kept unless the cost clearly rises (a
+    # comparison decided by rounding would make answers jump with the data's last bit)
     closing = c1 <= slot.c * (1.0 + _CLOSING_SLACK)
-    accept = finite & (
-        slot.fresh | jnp.where(slot.final, closing, (rho > _ACCEPT) & (predicted > 0))
+    skip = converged & slot.final  # converged already: this evaluation is not used
+    accept = (
+        finite
+        & ~skip
+        & (slot.fresh | jnp.where(converged, closing, (rho > _ACCEPT) & (predicted > 0)))
     )
 
     def pick(new, old):
         return jnp.where(accept, new, old)
 
+    used = jnp.where(skip, 0, 1)
     moved = slot._replace(
         theta=pick(trial, slot.theta),
         A=pick(A1, slot.A),
         g=pick(g1, slot.g),
         c=pick(c1, slot.c),
-        nfev=slot.nfev + 1,
-        nit=slot.nit + jnp.where(slot.fresh, 0, 1),
+        nfev=slot.nfev + used,
+        nit=slot.nit + jnp.where(slot.fresh, 0, used),
     )
     shrink = jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
     lam = jnp.where(slot.fresh, _LAMBDA0, jnp.where(accept, slot.lam * shrink, slot.lam * slot.nu))
     nu = jnp.where(accept, 2.0, 2.0 * slot.nu)
-    code = _tests(moved, ftol, xtol, gtol)
-    converged = accept & ~slot.final & (code > 0)
-    # the step just taken already passed MINPACK's own test (its actual and
-    # predicted relative gains at most ftol, or its length at most xtol): done
-    # here, without the closing Gauss-Newton step
-    small = ~slot.fresh & (
-        ((predicted <= ftol * slot.c) & (slot.c - c1 <= ftol * slot.c))
-        | (norm(z) <= xtol * norm(d * slot.theta))
+    # the step just taken passed MINPACK's own test (its actual and predicted
+    # relative gains at most ftol, or its length at most xtol): should the new
+    # point pass the tests, it is the answer, with no closing step after it
+    small = (
+        accept
+        & ~slot.fresh
+        & (
+            ((predicted <= ftol * slot.c) & (slot.c - c1 <= ftol * slot.c))
+            | (norm(z) <= xtol * norm(d * slot.theta))
+        )
     )
-    # an ill-conditioned point only blocks convergence (the tests and the
-    # covariance need the undamped solve); damped steps leave it on their own
     failed = (slot.fresh & ~finite) | (
-        ~slot.final & ~converged & ((moved.nfev >= max_nfev) | (lam > _LAMBDA_MAX))
+        ~converged & ((moved.nfev >= max_nfev) | (lam > _LAMBDA_MAX))
     )
     status = jnp.where(converged, code, jnp.where(failed, _GIVEN_UP, slot.status))
     moved = moved._replace(
-        lam=lam, nu=nu, status=status, fresh=jnp.zeros_like(slot.fresh), final=converged & ~small
+        lam=lam, nu=nu, status=status, fresh=jnp.zeros_like(slot.fresh), final=small
     )
-    return moved, slot.alive & (slot.final | failed | (converged & small))
+    return moved, slot.alive & (converged | failed)
 
 
 def columns(raw: np.ndarray, p: int) -> dict[str, np.ndarray]:
