@@ -37,7 +37,7 @@ import fit_bench as fb  # a script in the same folder (see sys.path above)
 # Constants
 # ----------------------------------------------------------------------------
 
-SIZES = (1_000, 10_000, 100_000)
+SIZES = (1_000, 10_000, 20_000, 100_000)
 QUICK_MAX_M = 10_000
 SAMPLE = 2_000  # curves in the scipy loop (and in the accuracy comparison)
 TWO_DEVICES = 2
@@ -162,6 +162,7 @@ def child_jaxpro(m: int, devices: int) -> dict:
     record["nfev_median"] = float(np.median(result.nfev))
     record["nfev_max"] = int(result.nfev.max())
     record["method"] = str(result.plan.settings.get("method"))
+    record["curves_by_program"] = dict(result.plan.settings.get("curves_by_program", {}))
     record["batch_size"] = int(result.plan.settings.get("batch_size"))
     head = slice(0, min(m, SAMPLE))
     record["sample"] = {
@@ -346,11 +347,11 @@ def scipy_scaled(records, m: int) -> float | None:
     return None if sp is None else sp["per_curve_s"] * m
 
 
-def speedup(records, m: int, devices: int) -> float | None:
-    """Scaled scipy loop / jaxpro warm."""
+def speedup(records, m: int, devices: int, which: str = "warm_s") -> float | None:
+    """Scaled scipy loop / jaxpro warm (``which="cold_s"``: / jaxpro cold)."""
     ours = find(records, "jaxpro", m, devices)
     theirs = scipy_scaled(records, m)
-    return None if ours is None or theirs is None else theirs / ours["warm_s"]
+    return None if ours is None or theirs is None else theirs / ours[which]
 
 
 def sample_of(record: dict) -> dict[str, np.ndarray]:
@@ -421,6 +422,7 @@ def header(sizes: Sequence[int]) -> tuple[str, ...]:
         f"scipy loop (scaled from {SAMPLE:,} curves)",
         "speed-up (warm, 1 device)",
         f"speed-up ({TWO_DEVICES} devices)",
+        "speed-up (cold, 1 device)",
         "peak RSS jaxpro",
         "converged",
         "max nfev (median)",
@@ -439,7 +441,7 @@ def table_rows(records, sizes: Sequence[int]) -> list[list[str]]:
             missing = next((r for r in records if r["engine"] == "jaxpro" and r["m"] == m), {}).get(
                 "status", "—"
             )
-            rows.append([f"{m:,}", missing, missing, "—", "—", "—", "—", "—", "—", "—"])
+            rows.append([f"{m:,}", missing, missing, "—", "—", "—", "—", "—", "—", "—", "—"])
             continue
         growth = jp["peak_rss"] - jp["baseline_rss"]
         rows.append(
@@ -451,6 +453,7 @@ def table_rows(records, sizes: Sequence[int]) -> list[list[str]]:
                 "—" if scaled is None else fb.fmt_time(scaled) + flag(sp),
                 fmt_ratio(speedup(records, m, 1)),
                 "—" if two is None else fmt_ratio(speedup(records, m, TWO_DEVICES)),
+                fmt_ratio(speedup(records, m, 1, "cold_s")),
                 f"{jp['peak_rss'] / MB:.0f} (+{growth / MB:.0f}) MB",
                 f"{jp['converged']:,}/{m:,}",
                 f"{jp['nfev_max']} ({jp['nfev_median']:g})",
@@ -528,6 +531,22 @@ def target_line(records) -> str:
     return text + "."
 
 
+# Issue 20's first-call targets: the cold call against the scaled scipy loop.
+COLD_TARGETS = ((20_000, 3.0), (100_000, 10.0))
+
+
+def cold_target_line(records) -> str:
+    """Cold speed-up targets (one device): >= 3x at M = 20,000 and >= 10x at 100,000."""
+    parts = []
+    for m, target in COLD_TARGETS:
+        ratio = speedup(records, m, 1, "cold_s")
+        parts.append(
+            f"≥ {target:g}× at M = {m:,}: "
+            + ("not measured" if ratio is None else f"{fb.yes_no(ratio >= target)} ({ratio:.1f}×)")
+        )
+    return "Cold target (first call, compilation included): " + "; ".join(parts) + "."
+
+
 def timing_note(records, sizes: Sequence[int]) -> str:
     """Where the warm and cold time went at the largest M (from ``result.timings``)."""
     jp = find(records, "jaxpro", max(sizes))
@@ -542,7 +561,14 @@ def timing_note(records, sizes: Sequence[int]) -> str:
             f" the second call = run {fb.fmt_time(warm['run_s'])} + host work"
             f" {fb.fmt_time(warm['total_s'] - warm['run_s'])}"
             f" ({fb.fmt_time(jp['warm_s'] / jp['m'])} per curve warm; method {jp['method']},"
-            f" {jp['batch_size']:,} curves in flight)."
+            f" {jp['batch_size']:,} curves in flight). Curves by program:"
+            + ", ".join(f" {k} {v:,}" for k, v in jp.get("curves_by_program", {}).items())
+            + "; compiled: "
+            + ", ".join(
+                f"{entry['program']} {fb.fmt_time(entry['compile_s'])}"
+                for entry in cold.get("programs", [])
+            )
+            + "."
         )
     if sp is not None:
         parts.append(
@@ -599,7 +625,7 @@ def report_markdown(records, sizes: Sequence[int], machine: dict) -> str:
             " measurement, even in the quietest of its runs; treat it as an upper bound.",
             "",
         ]
-    out += [target_line(records), ""]
+    out += [target_line(records), "", cold_target_line(records), ""]
     failed = [describe(r) for r in records if r.get("status") != "ok"]
     if failed:
         out += ["Not measured:", "", *(f"- {line}" for line in failed), ""]
@@ -689,6 +715,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(timing_note(records, args.sizes))
     print(accuracy_line(records))
     print(target_line(records))
+    print(cold_target_line(records))
     if args.json:
         Path(args.json).write_text(
             json.dumps({"machine": machine, "records": records}, indent=1) + "\n"
