@@ -20,7 +20,7 @@ jax.config.update("jax_enable_x64", True)
 
 import jaxpro  # noqa: E402
 from jaxpro.errors import InputError  # noqa: E402
-from jaxpro.fit import _many  # noqa: E402
+from jaxpro.fit import _many, _many_result  # noqa: E402
 
 TIGHT = {"ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15}
 M, N = 60, 120
@@ -394,11 +394,11 @@ def test_spread_for_r_squared_in_cache_sized_blocks_matches_numpy():
     y = rng.normal(5.0, 2.0, (1_300, 120))  # blocks of 546 rows: 546 + 546 + 208
     weights = rng.uniform(0.5, 2.0, y.shape) * (rng.random(y.shape) > 0.1)
     plain = np.sum((y - y.mean(axis=1, keepdims=True)) ** 2, axis=1)
-    np.testing.assert_allclose(_many._weighted_spread(y, None), plain, rtol=1e-12)
+    np.testing.assert_allclose(_many_result.weighted_spread(y, None), plain, rtol=1e-12)
     w2 = weights**2
     mean = np.sum(w2 * y, axis=1, keepdims=True) / np.sum(w2, axis=1, keepdims=True)
     weighted = np.sum(w2 * (y - mean) ** 2, axis=1)
-    np.testing.assert_allclose(_many._weighted_spread(y, weights), weighted, rtol=1e-12)
+    np.testing.assert_allclose(_many_result.weighted_spread(y, weights), weighted, rtol=1e-12)
 
 
 def test_a_row_whose_sum_overflows_keeps_all_its_points(curves):

@@ -13,8 +13,8 @@ from jaxpro.fit._api import least_squares as least_squares
 from jaxpro.fit._fit import FitResult as FitResult
 from jaxpro.fit._fit import Interval as Interval
 from jaxpro.fit._fit import fit as fit
-from jaxpro.fit._many import ManyFitResult as ManyFitResult
 from jaxpro.fit._many import fit_many as fit_many
+from jaxpro.fit._many_result import ManyFitResult as ManyFitResult
 
 __all__ = [
     "FitResult",

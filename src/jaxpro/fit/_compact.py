@@ -19,14 +19,17 @@ gets exactly the answer it would have got without this path):
   (Madsen, Nielsen and Tingleff, *Methods for non-linear least squares
   problems*, 2004, section 3.2) and a step is taken when its gain ratio
   exceeds MINPACK's 1e-4;
-- after each accepted step the *undamped* Gauss-Newton step from the new point
-  is tested, so damping can never fake convergence: the relative reduction in
-  the sum of squares it predicts at most ``ftol`` (status 2), its scaled
-  length at most ``xtol`` times the scaled parameters' (status 3; both: 4),
-  or the largest scaled gradient cosine at most ``gtol`` (status 1), SciPy's
-  codes and meanings. That Gauss-Newton step is then taken as the last one
-  (kept if it does not increase the cost), so a fit ends, like MINPACK's,
-  just after a step whose predicted gain was below the tolerance;
+- convergence is judged on the *undamped* Gauss-Newton step from the current
+  point, read from the same factorisation only where the damping changes
+  the step by at most ~1%, so damping can never fake it: the relative
+  reduction in the sum of squares that step predicts at most ``ftol``
+  (status 2), its scaled length at most ``xtol`` times the scaled
+  parameters' (status 3; both: 4), or the largest scaled gradient cosine at
+  most ``gtol`` (status 1), SciPy's codes and meanings. Unless the step that
+  led to the point already passed MINPACK's own test, that step is then
+  taken as the closing one (kept unless the cost clearly rises), so a fit
+  ends, like MINPACK's, just after a step whose predicted gain was below the
+  tolerance;
 - convergence is never declared where the scaled normal matrix is not
   safely positive definite (condition number above ~1e6, where its inverse,
   the covariance, would lose more than ~6 of 16 digits); damped steps may
@@ -36,8 +39,9 @@ gets exactly the answer it would have got without this path):
 
 Curves flow through a fixed number of slots as in the full program: a slot
 whose curve finishes takes the next one, so the work is the sum of the curves'
-own iteration counts. The covariance ``(J^T J)^{-1}`` is computed once per
-curve after the loop from the Cholesky factor of the scaled Gram matrix.
+own iteration counts. Each finished curve's ``A``, ``g`` and ``c`` come back
+raw; the covariance ``(J^T J)^{-1}`` and ``R`` are computed on the host from
+the Cholesky factor of the scaled ``A`` (:func:`columns`).
 """
 
 from __future__ import annotations
