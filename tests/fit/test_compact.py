@@ -1,4 +1,4 @@
-"""fit_many's compact LM (``jaxpro.fit._compact``) and the hand-over to the full LM.
+"""fit_many's compact LM (``jaxpro.fit._compact``) and the hand-over to the full LM or TRF.
 
 Oracles: MINPACK's LM as jaxpro's full program runs it (``method="lm"``, itself
 checked against SciPy in test_many.py), SciPy ``curve_fit`` at tight
@@ -118,12 +118,12 @@ def test_a_non_finite_start_goes_to_the_full_lm_which_reports_it(data):
     ("kwargs", "programs"),
     [
         ({"method": "lm"}, {"LM": 6}),
-        ({"bounds": ([0, 0, -1], [10, 10, 1])}, {"TRF": 6}),
+        ({"method": "trf", "bounds": ([0, 0, -1], [10, 10, 1])}, {"TRF": 6}),
         ({"loss": "soft_l1"}, {"TRF": 6}),
         ({"x_scale": [1.0, 1.0, 1.0]}, {"LM": 6}),
     ],
 )
-def test_only_unbounded_least_squares_left_to_jaxpro_takes_the_compact_path(data, kwargs, programs):
+def test_only_least_squares_left_to_jaxpro_takes_the_compact_path(data, kwargs, programs):
     x, Y = data
     result = jaxpro.fit_many(decay, x, Y[:6], p0=P0, **kwargs)
     assert result.plan.settings["curves_by_program"] == programs
@@ -132,11 +132,39 @@ def test_only_unbounded_least_squares_left_to_jaxpro_takes_the_compact_path(data
 
 def test_eligibility():
     assert _compact.eligible("lm", "linear", True, False, 8)
+    assert _compact.eligible("trf", "linear", True, True, 8), "bounded: TRF's curves"
     assert not _compact.eligible("lm", "linear", True, False, 9), "unrolled Cholesky: p <= 8"
-    assert not _compact.eligible("trf", "linear", True, False, 3)
+    assert not _compact.eligible("trf", "linear", True, False, 3), "unbounded TRF: asked for"
     assert not _compact.eligible("lm", "huber", True, False, 3)
+    assert not _compact.eligible("trf", "huber", True, True, 3)
     assert not _compact.eligible("lm", "linear", False, False, 3)
     assert not _compact.eligible("lm", "linear", True, True, 3)
+
+
+def test_bounded_curves_with_interior_optima_stay_compact_and_an_active_bound_goes_to_trf(data):
+    """Bounds left to jaxpro (TRF): the compact path keeps every trial point inside them.
+
+    Oracle: TRF itself (``method="trf"``). Curve 3's upper bound on b sits below
+    its unbounded optimum, so its path must leave the box: TRF fits it from p0,
+    exactly as alone.
+    """
+    x, Y = data
+    lb = np.tile([0.0, 0.0, -1.0], (M, 1))
+    ub = np.tile([10.0, 10.0, 1.0], (M, 1))
+    free = jaxpro.fit_many(decay, x, Y, p0=P0)
+    ub[3, 1] = 0.8 * free.values[3, 1]
+    auto = jaxpro.fit_many(decay, x, Y, p0=P0, bounds=(lb, ub))
+    trf = jaxpro.fit_many(decay, x, Y, p0=P0, bounds=(lb, ub), method="trf")
+    by = auto.plan.settings["curves_by_program"]
+    assert by["compact LM"] >= M - 3 and by["compact LM"] + by["TRF"] == M, by
+    assert any("inside the bounds" in reason for reason in auto.plan.reasons)
+    assert auto.converged.all()
+    assert np.all((auto.values >= lb) & (auto.values <= ub))
+    np.testing.assert_array_less(np.abs(auto.values - trf.values), 1e-5 * trf.stderr)
+    # the active bound: TRF's own answer, on the bound
+    np.testing.assert_allclose(auto.values[3], trf.values[3], rtol=1e-12)
+    assert auto.nfev[3] == trf.nfev[3]
+    np.testing.assert_allclose(auto.values[3, 1], ub[3, 1], rtol=1e-6)
 
 
 def test_identical_curves_fit_alike_and_plot(data):

@@ -80,6 +80,11 @@ _CLOSING_SLACK = 1e-10
 def eligible(method: str, loss, jac_scale: bool, bounded: bool, p: int) -> bool:
     """Whether the compact program may fit these curves first.
 
+    Unbounded least squares that LM would solve, or bounded least squares that
+    TRF would solve (then every trial point must stay inside the bounds: a
+    curve whose path leaves them goes to TRF, so the compact path only ever
+    returns interior optima, which TRF would reach as well).
+
     Args:
         method: the resolved method ("lm" or "trf").
         loss: the resolved loss (only "linear" qualifies).
@@ -87,7 +92,8 @@ def eligible(method: str, loss, jac_scale: bool, bounded: bool, p: int) -> bool:
         bounded: whether any curve has a finite bound.
         p: number of parameters.
     """
-    return method == "lm" and loss == "linear" and jac_scale and not bounded and p <= MAX_PARAMETERS
+    usual = loss == "linear" and jac_scale and p <= MAX_PARAMETERS
+    return usual and (method == "trf" if bounded else method == "lm")
 
 
 class _Slot(NamedTuple):
@@ -145,7 +151,7 @@ def _tests(slot: _Slot, z, gs, d, U, ftol, xtol, gtol):
     return jnp.where(valid & ~slot.fresh, code, 0).astype(jnp.int32)
 
 
-def _advance(slot: _Slot, theta0, knobs, gram) -> tuple[_Slot, jax.Array]:
+def _advance(slot: _Slot, vectors, knobs, gram) -> tuple[_Slot, jax.Array]:
     """One evaluation of one slot's fit: ``(slot, finished)``.
 
     From the current point: one factorisation of the damped scaled normal
@@ -156,11 +162,16 @@ def _advance(slot: _Slot, theta0, knobs, gram) -> tuple[_Slot, jax.Array]:
     """
     ftol, xtol, gtol = knobs[0], knobs[1], knobs[2]
     max_nfev = jnp.minimum(knobs[3], BUDGET)
+    theta0, lb, ub = vectors[0], vectors[1], vectors[2]
     S, gs, d = _scaled(slot.A, slot.g)
     z, U = _solve(S, gs, slot.lam)
     code = _tests(slot, z, gs, d, U, ftol, xtol, gtol)
     converged = code > 0
     trial = jnp.where(slot.fresh, theta0, slot.theta + z / d)
+    # a step out of the bounds: the curve is TRF's (infinite bounds never stop it);
+    # a closing step out of them is not taken (the point it leaves has converged)
+    inside = jnp.all((trial >= lb) & (trial <= ub))
+    outside = ~converged & ~inside
     A1, g1, c1 = gram(trial)
     finite = jnp.isfinite(c1) & jnp.all(jnp.isfinite(A1)) & jnp.all(jnp.isfinite(g1))
     predicted = -(2.0 * jnp.sum(z * gs) + jnp.sum(z * (S @ z)))
@@ -172,6 +183,7 @@ def _advance(slot: _Slot, theta0, knobs, gram) -> tuple[_Slot, jax.Array]:
     skip = converged & slot.final  # converged already: this evaluation is not used
     accept = (
         finite
+        & inside
         & ~skip
         & (slot.fresh | jnp.where(converged, closing, (rho > _ACCEPT) & (predicted > 0)))
     )
@@ -202,8 +214,10 @@ def _advance(slot: _Slot, theta0, knobs, gram) -> tuple[_Slot, jax.Array]:
             | (norm(z) <= xtol * norm(d * slot.theta))
         )
     )
-    failed = (slot.fresh & ~finite) | (
-        ~converged & ((moved.nfev >= max_nfev) | (lam > _LAMBDA_MAX))
+    failed = (
+        (slot.fresh & ~finite)
+        | outside
+        | (~converged & ((moved.nfev >= max_nfev) | (lam > _LAMBDA_MAX)))
     )
     status = jnp.where(converged, code, jnp.where(failed, _GIVEN_UP, slot.status))
     moved = moved._replace(
@@ -303,9 +317,7 @@ def run_fn(program):
             return gram
 
         def advance(slot):
-            return _advance(
-                slot, vectors[slot.curve, 0], knobs[slot.curve, 0], gram_for(slot.curve)
-            )
+            return _advance(slot, vectors[slot.curve], knobs[slot.curve, 0], gram_for(slot.curve))
 
         def fresh_slots(curve, alive):
             k = curve.shape[0]

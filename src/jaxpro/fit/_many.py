@@ -189,14 +189,15 @@ def fit_many(
         loss, f_scale, absolute_sigma, ftol, xtol, gtol, max_nfev, x_scale,
             confidence: as in :func:`jaxpro.fit`.
         method: as in :func:`jaxpro.fit`. Left to jaxpro (None or "auto")
-            for unbounded least squares with up to 8 parameters, the curves
-            go first through a compact Levenberg-Marquardt program that
-            compiles in a fraction of the full one's time; only curves it
-            gives up on (ill-conditioned, or more than
+            for least squares with up to 8 parameters, the curves go first
+            through a compact Levenberg-Marquardt program that compiles in a
+            fraction of the full one's time (with bounds, every trial point
+            stays inside them); only curves it gives up on (a step out of the
+            bounds, ill-conditioned, or more than
             :data:`jaxpro.fit._compact.BUDGET` evaluations) are refitted from
-            ``p0`` by the full MINPACK-style LM (``plan.settings
-            ["curves_by_program"]`` counts them). ``"lm"`` runs the full LM
-            for every curve.
+            ``p0`` by the full MINPACK-style LM, or by TRF when bounded
+            (``plan.settings["curves_by_program"]`` counts them). ``"lm"`` or
+            ``"trf"`` runs that method for every curve.
         batch_size: curves in flight at once (over all devices): each step of
             the vectorised solver advances this many fits by one iteration, and
             a finished fit's place goes to the next curve.
@@ -371,14 +372,14 @@ class _Curves:
 def _solve_all(
     curves: _Curves, settings, batch_size: int, *, auto: bool, meanwhile: Callable[[], Any]
 ):
-    """Run every curve; hand what the compact LM gives up to the full LM, then LM failures to TRF.
+    """Run every curve; hand what the compact LM gives up to the full method, then LM failures to TRF.
 
-    When jaxpro chose the method, the problem is unbounded least squares and
-    p is small (:func:`jaxpro.fit._compact.eligible`), the curves go first
-    through the compact program, which compiles in a fraction of the full
-    program's time; the curves it gives up on are fitted afresh by the full
-    LM (compiled only then), and curves where LM runs out of evaluations by
-    TRF. ``meanwhile()`` (host work that does not need the fits) runs while the
+    When jaxpro chose the method, the problem is least squares (unbounded for
+    LM, bounded for TRF) and p is small (:func:`jaxpro.fit._compact.eligible`),
+    the curves go first through the compact program, which compiles in a
+    fraction of the full program's time; the curves it gives up on (or whose
+    steps leave the bounds) are fitted afresh by the full LM or TRF (compiled
+    only then), and curves where LM runs out of evaluations by TRF. ``meanwhile()`` (host work that does not need the fits) runs while the
     first solve computes; returns ``(columns, (compile_s, programs), run_s,
     method, paths, meanwhile())``, ``programs`` being ``(what was compiled,
     seconds)`` pairs and ``paths`` the number of curves each program finished.
@@ -409,8 +410,9 @@ def _solve_all(
             for key, value in retry.items():
                 columns[key][handed] = value
             compile_s, run_s = compile_s + c2, run_s + r2
-            programs.append((f"LM queue, {label}", c2))
-            paths = {"compact LM": m - handed.size, "LM": int(handed.size)}
+            full = names[settings.method]
+            programs.append((f"{full} queue, {label}", c2))
+            paths = {"compact LM": m - handed.size, full: int(handed.size)}
     if auto and settings.method == "lm":
         failed = np.flatnonzero((columns["status"] == 0) & (curves.counts >= p))
         if failed.size:

@@ -276,10 +276,22 @@ def assemble(
             "by the Jacobian's column norms, Nielsen's damping, convergence tested on the "
             "undamped Gauss-Newton step; a small program, quick to compile)"
             + (
+                ", every trial point inside the bounds (an interior optimum, which TRF reaches too)"
+                if settings.method == "trf"
+                else ""
+            )
+            + (
                 f"; {paths['LM']} curve(s) it gave up on (ill-conditioned, or not converged "
                 f"within {_compact.BUDGET} evaluations) refitted from p0 by the full "
                 "trust-region LM"
                 if paths.get("LM")
+                else ""
+            )
+            + (
+                f"; {paths['TRF']} curve(s) it gave up on (a step left the bounds, "
+                f"ill-conditioned, or not converged within {_compact.BUDGET} evaluations) "
+                "refitted from p0 by TRF"
+                if paths.get("TRF") and settings.method == "trf"
                 else ""
             )
         )
