@@ -81,9 +81,10 @@ def eligible(method: str, loss, jac_scale: bool, bounded: bool, p: int) -> bool:
     """Whether the compact program may fit these curves first.
 
     Unbounded least squares that LM would solve, or bounded least squares that
-    TRF would solve (then every trial point must stay inside the bounds: a
-    curve whose path leaves them goes to TRF, so the compact path only ever
-    returns interior optima, which TRF would reach as well).
+    TRF would solve (then a trial point outside the bounds is rejected, so the
+    compact path only ever returns interior optima, which TRF reaches as well;
+    a curve whose optimum lies on a bound runs out of evaluations and goes to
+    TRF).
 
     Args:
         method: the resolved method ("lm" or "trf").
@@ -168,10 +169,11 @@ def _advance(slot: _Slot, vectors, knobs, gram) -> tuple[_Slot, jax.Array]:
     code = _tests(slot, z, gs, d, U, ftol, xtol, gtol)
     converged = code > 0
     trial = jnp.where(slot.fresh, theta0, slot.theta + z / d)
-    # a step out of the bounds: the curve is TRF's (infinite bounds never stop it);
-    # a closing step out of them is not taken (the point it leaves has converged)
+    # a step out of the bounds is rejected like one that raises the cost: more
+    # damping shortens it towards the gradient until it stays inside (an optimum
+    # on a bound is never reached, and the curve ends with TRF after BUDGET
+    # evaluations); a closing step out of them is not taken either
     inside = jnp.all((trial >= lb) & (trial <= ub))
-    outside = ~converged & ~inside
     A1, g1, c1 = gram(trial)
     finite = jnp.isfinite(c1) & jnp.all(jnp.isfinite(A1)) & jnp.all(jnp.isfinite(g1))
     predicted = -(2.0 * jnp.sum(z * gs) + jnp.sum(z * (S @ z)))
@@ -214,10 +216,8 @@ def _advance(slot: _Slot, vectors, knobs, gram) -> tuple[_Slot, jax.Array]:
             | (norm(z) <= xtol * norm(d * slot.theta))
         )
     )
-    failed = (
-        (slot.fresh & ~finite)
-        | outside
-        | (~converged & ((moved.nfev >= max_nfev) | (lam > _LAMBDA_MAX)))
+    failed = (slot.fresh & ~finite) | (
+        ~converged & ((moved.nfev >= max_nfev) | (lam > _LAMBDA_MAX))
     )
     status = jnp.where(converged, code, jnp.where(failed, _GIVEN_UP, slot.status))
     moved = moved._replace(
