@@ -51,7 +51,9 @@ class Program:
 
     Attributes:
         residual: ``residual(theta, block) -> r`` on one block or chunk.
-        method: "lm" or "trf".
+        method: "lm" or "trf"; for many fits also "compact" (the compact LM of
+            :mod:`jaxpro.fit._compact`, which returns raw rows instead of packed
+            outcomes).
         jac_scale: scale variables by the Jacobian's column norms (x_scale='jac').
         stages: the problems solved in sequence; the last is the real one.
         slots: for many independent fits, how many advance together on each

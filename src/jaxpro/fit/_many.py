@@ -11,6 +11,11 @@ curves' own iteration counts, not the slowest curve's count times the number of
 batches. Curves may differ in x, sigma, bounds, starting point and length
 (missing points are masked); each gets its own parameters, standard errors,
 convergence flag and message.
+
+When jaxpro picks the method, a compact LM program (:mod:`jaxpro.fit._compact`)
+fits the curves first: it compiles in about a third of the full program's
+time, and only the curves it gives up on are fitted by the full LM or TRF.
+The result and its statistics are assembled in :mod:`jaxpro.fit._many_result`.
 """
 
 from __future__ import annotations
