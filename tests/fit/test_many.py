@@ -487,3 +487,28 @@ def test_the_queue_loop_has_no_scatter(curves, monkeypatch, method):
     assert len(texts) == 1, "the program was compiled (and only the one)"
     assert all(" scatter(" not in text for text in texts)
     assert any('xla_cpu_small_call="true"' in text for text in texts)
+
+
+def test_a_numpy_model_runs_as_its_jax_numpy_translation(curves):
+    """As curve_fit does: NumPy's functions swapped for jax.numpy's where the values agree."""
+    x, Y, _ = curves
+    written = jaxpro.fit_many(decay, x, Y[:8], p0=(1.5, 1.0, 0.0))
+    numpy = jaxpro.fit_many(decay_np, x, Y[:8], p0=(1.5, 1.0, 0.0))
+    assert written.plan.settings["model_path"] == "jax"
+    assert numpy.plan.settings["model_path"] == "jax.numpy translation"
+    assert any("jax.numpy translation" in reason for reason in numpy.plan.reasons)
+    np.testing.assert_allclose(numpy.values, written.values, rtol=1e-12)
+    np.testing.assert_array_equal(numpy.nfev, written.nfev)
+
+
+def test_a_numpy_model_that_cannot_be_translated_is_refused_with_the_reason(curves):
+    from jaxpro.errors import ModelError
+
+    def in_place(x, a, b, c):
+        out = np.empty_like(x)
+        out[:] = a * np.exp(-b * x) + c  # item assignment: jax arrays are immutable
+        return out
+
+    x, Y, _ = curves
+    with pytest.raises(ModelError, match="one compiled program"):
+        jaxpro.fit_many(in_place, x, Y[:4], p0=(1.5, 1.0, 0.0))

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from jaxpro._precision import float64
-from jaxpro.errors import InputError
+from jaxpro.errors import InputError, ModelError
 from jaxpro.fit import _checks, _compact, _data, _engine, _orchestrate
 from jaxpro.fit._fit import _check_level, _Model, _resolve_model
 from jaxpro.fit._many_result import (
@@ -309,7 +309,14 @@ def fit_many(
             "regions"
         ][0]
         sample = jax.tree.map(lambda a: a[0], region)
-        shape = trace_check(residual, theta0[0], sample)
+        translated = None
+        try:
+            shape = trace_check(residual, theta0[0], sample)
+        except ModelError as error:
+            translated = _translated(resolved, sample, theta0[0], n, error)
+            resolved = replace(resolved, function=translated)
+            residual = curve_residual(translated)
+            shape = trace_check(residual, theta0[0], sample)
         if shape != (n,):
             raise InputError(f"the model returned shape {shape} for {n} points", argument="model")
 
@@ -342,7 +349,40 @@ def fit_many(
         programs,
         paths,
         _parallelism(m),
+        translated is not None,
     )
+
+
+def _translated(resolved: _Model, sample, theta0: np.ndarray, n: int, error: Exception):
+    """A NumPy-written model with jax.numpy in place of NumPy, if its values are NumPy's.
+
+    As ``curve_fit`` does (:mod:`jaxpro.fit._numpy_model`): the translation is
+    kept only where it gives the model's own values at the first curve's start
+    (relative 1e-9); otherwise the tracing ``error`` is raised with a note,
+    since every curve here runs inside one compiled program.
+    """
+    from jaxpro.fit import _numpy_model
+
+    x = sample["x"]
+    x = np.stack([np.asarray(v) for v in x]) if isinstance(x, tuple) else np.asarray(x)
+    candidate = _numpy_model.translate(resolved.function)
+    if candidate is not None:
+        try:
+            reference = np.broadcast_to(
+                np.asarray(resolved.function(x, *theta0), dtype=np.float64), (n,)
+            )
+            import jax
+            import jax.numpy as jnp
+
+            values = jax.jit(lambda t: candidate(jnp.asarray(x), *t))(theta0)
+            if _numpy_model.values_match(reference, np.broadcast_to(np.asarray(values), (n,))):
+                return candidate
+        except Exception:  # the translation (or the model on NumPy input) fails: not exact
+            pass
+    raise ModelError(
+        f"{error} (fit_many runs every curve in one compiled program; its jax.numpy "
+        "translation was not exact here, so the model must be written with jax.numpy)"
+    ) from None
 
 
 def _x_tree(x):

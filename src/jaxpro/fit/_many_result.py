@@ -234,11 +234,13 @@ def assemble(
     programs=(),
     paths=None,
     parallelism=(1, 1),
+    translated=False,
 ) -> ManyFitResult:
     """The :class:`ManyFitResult` from the solve's columns (host work, NumPy).
 
     ``paths`` counts the curves each program finished; ``parallelism`` is
-    ``(devices, host threads)`` of the solve.
+    ``(devices, host threads)`` of the solve; ``translated``: the model was
+    written with NumPy and runs as its jax.numpy translation.
     """
     p = len(resolved.names)
     status = columns["status"].copy()
@@ -269,6 +271,12 @@ def assemble(
         "across curves, and only the curves whose Gauss-Newton step leaves the trust region "
         "compute an SVD"
     )
+    if translated:
+        reasons.append(
+            "model: written with NumPy, run as its jax.numpy translation (its values equal "
+            "NumPy's at the first curve's start to 1e-9); writing it with jax.numpy skips "
+            "that check"
+        )
     paths = paths or {}
     if "compact LM" in paths:
         reasons.append(
@@ -324,6 +332,7 @@ def assemble(
             "gtol": settings.gtol,
             "max_nfev": settings.max_nfev,
             "curves_by_program": dict(paths),
+            "model_path": "jax.numpy translation" if translated else "jax",
         },
     )
     timings = Timings(compile=compile_s, run=run_s, total=time.perf_counter() - started,
