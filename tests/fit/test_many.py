@@ -512,3 +512,18 @@ def test_a_numpy_model_that_cannot_be_translated_is_refused_with_the_reason(curv
     x, Y, _ = curves
     with pytest.raises(ModelError, match="one compiled program"):
         jaxpro.fit_many(in_place, x, Y[:4], p0=(1.5, 1.0, 0.0))
+
+
+def test_a_jax_model_that_fails_to_trace_keeps_its_own_error(curves):
+    """No NumPy to replace: the tracing error as it is, without the translation note."""
+    from jaxpro.errors import ModelError
+
+    def branchy(x, a, b, c):
+        if a > 0:  # Python control flow on a traced value
+            return a * jnp.exp(-b * x) + c
+        return c + 0 * x
+
+    x, Y, _ = curves
+    with pytest.raises(ModelError) as caught:
+        jaxpro.fit_many(branchy, x, Y[:4], p0=(1.5, 1.0, 0.0))
+    assert "one compiled program" not in str(caught.value)

@@ -359,26 +359,28 @@ def _translated(resolved: _Model, sample, theta0: np.ndarray, n: int, error: Exc
     As ``curve_fit`` does (:mod:`jaxpro.fit._numpy_model`): the translation is
     kept only where it gives the model's own values at the first curve's start
     (relative 1e-9); otherwise the tracing ``error`` is raised with a note,
-    since every curve here runs inside one compiled program.
+    since every curve here runs inside one compiled program (unchanged when
+    the model has no NumPy to replace).
     """
     from jaxpro.fit import _numpy_model
 
     x = sample["x"]
     x = np.stack([np.asarray(v) for v in x]) if isinstance(x, tuple) else np.asarray(x)
     candidate = _numpy_model.translate(resolved.function)
-    if candidate is not None:
-        try:
-            reference = np.broadcast_to(
-                np.asarray(resolved.function(x, *theta0), dtype=np.float64), (n,)
-            )
-            import jax
-            import jax.numpy as jnp
+    if candidate is None:  # no NumPy in it to replace: the tracing error is the story
+        raise error
+    try:
+        import jax
+        import jax.numpy as jnp
 
-            values = jax.jit(lambda t: candidate(jnp.asarray(x), *t))(theta0)
-            if _numpy_model.values_match(reference, np.broadcast_to(np.asarray(values), (n,))):
-                return candidate
-        except Exception:  # the translation (or the model on NumPy input) fails: not exact
-            pass
+        reference = np.broadcast_to(
+            np.asarray(resolved.function(x, *theta0), dtype=np.float64), (n,)
+        )
+        values = jax.jit(lambda t: candidate(jnp.asarray(x), *t))(theta0)
+        if _numpy_model.values_match(reference, np.broadcast_to(np.asarray(values), (n,))):
+            return candidate
+    except Exception:  # the translation (or the model on NumPy input) fails: not exact
+        pass
     raise ModelError(
         f"{error} (fit_many runs every curve in one compiled program; its jax.numpy "
         "translation was not exact here, so the model must be written with jax.numpy)"
