@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["for_rows", "only_where"]
+__all__ = ["for_rows", "only_where", "store_finished"]
 
 # Rows computed together by the costly branch: enough for the few rows of a
 # batch of ~1,000 fits that need it per step, small next to the batch.
@@ -116,3 +116,39 @@ def for_rows(mask, update: Callable, value, *, block: int = BLOCK):
         return start + width, update(lax.dynamic_slice(rows, (start,), (width,)), slot, value)
 
     return lax.while_loop(lambda c: c[0] < count, body, (jnp.zeros((), jnp.int32), value))[1]
+
+
+def store_finished(store, done, index, rows):
+    """``store[index[s]] = rows[s]`` for every slot ``s`` where ``done`` holds.
+
+    Args:
+        store: a pytree of arrays with a leading axis of fits.
+        done: ``(slots,)`` bools: the slots whose fit finished.
+        index: ``(slots,)`` each slot's fit (a row of ``store``).
+        rows: a pytree like ``store`` with a leading axis of slots.
+
+    Returns:
+        ``store`` with the finished slots' rows written. Row by row, found by a
+        binary search over the running count of finished slots: a loop of
+        in-place updates, not a scatter, so the solver loop around it stays one
+        XLA kernel (see :func:`for_rows`).
+    """
+    slots = done.shape[0]
+    order = jnp.searchsorted(
+        jnp.cumsum(done, dtype=jnp.int32) - 1,
+        jnp.arange(slots, dtype=jnp.int32),
+        side="left",
+        method="scan_unrolled",
+    )
+
+    def write(k, store):
+        s = order[k]
+        return jax.tree.map(
+            lambda st, v: lax.dynamic_update_index_in_dim(
+                st, lax.dynamic_index_in_dim(v, s), index[s], 0
+            ),
+            store,
+            rows,
+        )
+
+    return lax.fori_loop(0, jnp.sum(done, dtype=jnp.int32), write, store)

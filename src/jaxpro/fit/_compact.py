@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxpro.fit._batching import store_finished
 from jaxpro.fit._linalg import cholesky_upper, norm, solve_upper
 from jaxpro.fit._pass import _symmetric, chunk_sums
 
@@ -347,9 +348,8 @@ def run_fn(program):
         def body(carry):
             slot, taken, raw = carry
             slot, done = jax.vmap(advance)(slot)
-            # finished fits' rows to their places, one by one: a loop of
-            # in-place row updates, not a scatter, keeps the whole loop one
-            # XLA kernel (see jaxpro.fit._batching.for_rows)
+            # finished fits' rows to their places (row updates, not a scatter:
+            # the whole loop stays one XLA kernel)
             rows = jnp.concatenate(
                 [
                     slot.theta,
@@ -359,20 +359,7 @@ def run_fn(program):
                 ],
                 axis=1,
             )
-            order = jnp.searchsorted(
-                jnp.cumsum(done, dtype=jnp.int32) - 1,
-                jnp.arange(width, dtype=jnp.int32),
-                side="left",
-                method="scan_unrolled",
-            )
-
-            def write(k, raw):
-                s = order[k]
-                return lax.dynamic_update_index_in_dim(
-                    raw, lax.dynamic_index_in_dim(rows, s), slot.curve[s], 0
-                )
-
-            raw = lax.fori_loop(0, jnp.sum(done, dtype=jnp.int32), write, raw)
+            raw = store_finished(raw, done, slot.curve, rows)
             position = taken + jnp.cumsum(done, dtype=jnp.int32) - 1
             refill = done & (position < count)
             curve = jnp.where(refill, todo[jnp.clip(position, 0, size - 1)], slot.curve)

@@ -27,6 +27,7 @@ from jax import lax
 
 from jaxpro import _cache
 from jaxpro._devices import compile_lowered
+from jaxpro.fit._batching import store_finished
 from jaxpro.fit._data import Layout, device_ready_rows
 from jaxpro.fit._linalg import svd
 from jaxpro.fit._lm import LM
@@ -293,28 +294,6 @@ def queued_program_fn(program: Program):
             d = driver.step(d)
             return d, driver.running(d)
 
-        def store_done(store, done, curve, d):
-            # row by row (a loop, not a scatter: see _batching.for_rows), the
-            # slots that finished, found by a binary search over their running count
-            order = jnp.searchsorted(
-                jnp.cumsum(done, dtype=jnp.int32) - 1,
-                jnp.arange(slots, dtype=jnp.int32),
-                side="left",
-                method="scan_unrolled",
-            )
-
-            def write(k, store):
-                s = order[k]
-                return jax.tree.map(
-                    lambda st, v: lax.dynamic_update_index_in_dim(
-                        st, lax.dynamic_index_in_dim(v, s), curve[s], 0
-                    ),
-                    store,
-                    d,
-                )
-
-            return lax.fori_loop(0, jnp.sum(done, dtype=jnp.int32), write, store)
-
         def restart(refill, d, x0):
             return select(refill, Driver.restart(d, x0, reference), d)
 
@@ -328,7 +307,7 @@ def queued_program_fn(program: Program):
             curve, alive, taken, d, store = carry
             d, running = jax.vmap(step)(curve, d)
             done = decided(alive & ~running)
-            store = store_done(store, done, curve, d)
+            store = store_finished(store, done, curve, d)
             position = taken + jnp.cumsum(done, dtype=taken.dtype) - 1
             refill = decided(done & (position < count))
             curve = jnp.where(refill, todo[jnp.clip(position, 0, size - 1)], curve)
