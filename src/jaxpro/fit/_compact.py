@@ -172,8 +172,8 @@ def _advance(slot: _Slot, vectors, knobs, gram) -> tuple[_Slot, jax.Array]:
     trial = jnp.where(slot.fresh, theta0, slot.theta + z / d)
     # a step out of the bounds is rejected like one that raises the cost: more
     # damping shortens it towards the gradient until it stays inside (an optimum
-    # on a bound is never reached, and the curve ends with TRF after BUDGET
-    # evaluations); a closing step out of them is not taken either
+    # on a bound is never reached: the damping or the BUDGET runs out and TRF
+    # takes the curve); a closing step out of them is not taken either
     inside = jnp.all((trial >= lb) & (trial <= ub))
     A1, g1, c1 = gram(trial)
     finite = jnp.isfinite(c1) & jnp.all(jnp.isfinite(A1)) & jnp.all(jnp.isfinite(g1))
