@@ -499,6 +499,9 @@ def test_a_numpy_model_runs_as_its_jax_numpy_translation(curves):
     assert any("jax.numpy translation" in reason for reason in numpy.plan.reasons)
     np.testing.assert_allclose(numpy.values, written.values, rtol=1e-12)
     np.testing.assert_array_equal(numpy.nfev, written.nfev)
+    again = jaxpro.fit_many(decay_np, x, Y[:8], p0=(1.5, 1.0, 0.0))
+    assert again.timings.compile == 0.0, "the kept translation: nothing compiles again"
+    np.testing.assert_array_equal(again.values, numpy.values)
 
 
 def test_a_numpy_model_that_cannot_be_translated_is_refused_with_the_reason(curves):

@@ -309,10 +309,17 @@ def fit_many(
             "regions"
         ][0]
         sample = jax.tree.map(lambda a: a[0], region)
-        translated = None
+        # a NumPy model translated by an earlier call: the same function comes
+        # back (no failing trace, no check, no recompilation)
+        translated = _known_translation(resolved.function)
+        if translated is not None:
+            resolved = replace(resolved, function=translated)
+            residual = curve_residual(translated)
         try:
             shape = trace_check(residual, theta0[0], sample)
         except ModelError as error:
+            if translated is not None:
+                raise
             translated = _translated(resolved, sample, theta0[0], n, error)
             resolved = replace(resolved, function=translated)
             residual = curve_residual(translated)
@@ -353,6 +360,17 @@ def fit_many(
     )
 
 
+_TRANSLATED_KEY = ("fit_many", "translated")  # a key of _numpy_model's per-function memo
+
+
+def _known_translation(function):
+    """The translation of ``function`` an earlier call kept, or None."""
+    from jaxpro.fit import _numpy_model
+
+    known = _numpy_model._recall(function, _TRANSLATED_KEY)
+    return None if known is None else known.model
+
+
 def _translated(resolved: _Model, sample, theta0: np.ndarray, n: int, error: Exception):
     """A NumPy-written model with jax.numpy in place of NumPy, if its values are NumPy's.
 
@@ -378,7 +396,10 @@ def _translated(resolved: _Model, sample, theta0: np.ndarray, n: int, error: Exc
         )
         values = jax.jit(lambda t: candidate(jnp.asarray(x), *t))(theta0)
         if _numpy_model.values_match(reference, np.broadcast_to(np.asarray(values), (n,))):
-            return candidate
+            path = _numpy_model.ModelPath(
+                _numpy_model.TRANSLATED, candidate, None, reason=str(error)
+            )
+            return _numpy_model._remember(resolved.function, _TRANSLATED_KEY, path).model
     except Exception:  # the translation (or the model on NumPy input) fails: not exact
         pass
     raise ModelError(
