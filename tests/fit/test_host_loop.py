@@ -233,3 +233,23 @@ def test_factor_and_covariance_of_full_and_deficient_jacobians():
     np.testing.assert_allclose(R.T @ qtr, deficient.T @ f, atol=1e-10)
     covariance, rank = _host_loop._covariance(R, 50)
     assert rank == 2 and np.isinf(covariance).all()
+
+
+def test_forward_differences_are_scipys_two_point_jacobian():
+    """The Jacobian at the answer uses SciPy's '2-point' rule: the same steps
+    (sign(0) = 1, max(1, |x|) scaling, the step actually taken after rounding)
+    and the same arithmetic, so it equals ``approx_derivative``'s bit for bit."""
+    from scipy.optimize._numdiff import approx_derivative
+
+    from jaxpro.fit._host import _forward_differences
+
+    def fun(p):
+        return np.array([np.exp(-p[0] * X[:5]).sum(), p[1] ** 3 - p[2], np.sin(p[0] * p[2])])
+
+    for theta in (np.array([0.0, -2.5, 1e6]), np.array([1e-9, 3.0, -0.7])):
+        f0 = fun(theta)
+        for rel_step in (None, 1e-6):
+            ours = _forward_differences(fun, theta, f0, rel_step=rel_step)
+            ref = approx_derivative(fun, theta, method="2-point", rel_step=rel_step, f0=f0)
+            np.testing.assert_array_equal(ours, ref)
+            assert ours.flags.f_contiguous  # LAPACK's QR takes it without a copy

@@ -24,29 +24,38 @@ def _forward_differences(
     """SciPy's '2-point' Jacobian ``(m, p)`` of ``call`` at ``theta`` (``f0 = call(theta)``).
 
     Args:
-        rel_step: relative step (SciPy's ``diff_step``); default sqrt(eps).
+        rel_step: relative step (SciPy's ``diff_step``); default sqrt(eps),
+            scaled by ``max(1, |x|)`` as SciPy scales it.
         workers: a map-like callable evaluating the shifted points (SciPy's ``workers``).
     """
-    eps = np.finfo(np.float64).eps
-    sign = np.where(theta >= 0, 1.0, -1.0)
-    relative = eps**0.5 if rel_step is None else rel_step
-    steps = relative * sign * np.maximum(1.0, np.abs(theta))
+    # SciPy's steps (approx_derivative), in Python floats: for a few
+    # parameters NumPy's calls would cost more than the user's function on
+    # small data. Default h_j = sqrt(eps) * sign(x_j) * max(1, |x_j|), sign(0) = 1;
+    # a given rel_step: h_j = rel_step * sign(x_j) * |x_j|, the default where
+    # that step vanishes in x_j + h_j.
+    points, taken = [], []
+    for j, v in enumerate(theta.tolist()):
+        sign = 1.0 if v >= 0 else -1.0
+        step = _SQRT_EPS * sign * max(1.0, abs(v))
+        if rel_step is not None:
+            given = float(rel_step) * sign * abs(v)
+            step = given if (v + given) - v != 0 else step
+        point = theta.copy()
+        point[j] = v + step
+        points.append(point)
+        taken.append(float(point[j]) - v)  # the step actually taken, after rounding
     # filled a column at a time as contiguous rows of J^T: J comes back
     # Fortran-ordered, as LAPACK's QR takes it without a copy
-    jac_t = np.empty((theta.shape[0], f0.shape[0]))
-
-    def shifted(j):
-        point = theta.copy()
-        point[j] = theta[j] + steps[j]
-        return point
-
-    points = [shifted(j) for j in range(theta.shape[0])]
+    jac_t = np.empty((len(points), f0.shape[0]))
     # serially each value is used as it comes (a map is lazy); workers may run them together
     values = map(call, points) if workers is None else list(workers(call, points))
-    for j, (point, value) in enumerate(zip(points, values, strict=True)):
-        np.subtract(value, f0, out=jac_t[j])
-        jac_t[j] /= point[j] - theta[j]  # the step actually taken, after rounding
+    for row, value, step in zip(jac_t, values, taken, strict=True):
+        np.subtract(value, f0, out=row)
+        row /= step
     return jac_t.T
+
+
+_SQRT_EPS = float(np.finfo(np.float64).eps) ** 0.5
 
 
 class HostClock:
