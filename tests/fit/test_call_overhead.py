@@ -166,7 +166,7 @@ def test_timings_report_each_compiled_program():
     y = 2.0 * np.exp(-0.8 * x)
     first = jaxpro.fit(decay, x, y, p0=[1.0, 1.0], progress=False)
     ((name, seconds),) = first.timings.programs
-    assert name == "LM, one block of 512 points (Householder QR)"
+    assert name == "compact LM, one block of 512 points (Gram matrix of [J | r])"
     assert seconds == first.timings.compile > 0
     assert f"compiled: {name}" in first.timings.summary()
     saved = first.to_dict()["timings"]["programs"]
@@ -183,10 +183,11 @@ def test_timings_name_the_warm_start_and_the_trf_retry():
     sys.path.insert(0, str(Path(__file__).parent))
     from nist import load
 
-    box = load("BoxBOD")  # LM stalls on a plateau from start 1; TRF recovers it
+    # from start 1 the compact LM gives up, LM stalls on a plateau, TRF recovers it
+    box = load("BoxBOD")
     result = jaxpro.fit(box.model, box.x, box.y, p0=box.starts[0], progress=False)
     labels = [name for name, _ in result.timings.programs]
-    assert [label.split(",")[0] for label in labels] == ["LM", "TRF"], labels
+    assert [label.split(",")[0] for label in labels] == ["compact LM", "LM", "TRF"], labels
     long = np.linspace(0.0, 5.0, 1 << 17)
     chunked = jaxpro.fit(_exp3, long, _exp3(long, 2.0, 1.0, 0.5), p0=[1.0, 1.2, 0.0],
                          progress=False)  # fmt: skip

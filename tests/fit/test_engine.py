@@ -223,9 +223,11 @@ def test_chunked_path_equals_direct_path(monkeypatch):
         0, 0.05, x.size
     )
     p0 = (1.8, 1.4, 0.5, 1.0, 3.0, 0.5)
-    chunked, chunked_cov = jaxpro.curve_fit(two_peaks, x, y, p0=p0)
+    # the full LM on both layouts (left to jaxpro, the direct block would go
+    # through the compact LM first: test_compact_single.py)
+    chunked, chunked_cov = jaxpro.curve_fit(two_peaks, x, y, p0=p0, method="lm")
     monkeypatch.setattr(_data, "DIRECT_MAX", 1 << 16)
-    direct, direct_cov = jaxpro.curve_fit(two_peaks, x, y, p0=p0)
+    direct, direct_cov = jaxpro.curve_fit(two_peaks, x, y, p0=p0, method="lm")
     np.testing.assert_allclose(chunked, direct, rtol=1e-10, err_msg="popt: chunked vs direct")
     np.testing.assert_allclose(
         chunked_cov, direct_cov, rtol=1e-8, err_msg="pcov: chunked vs direct"

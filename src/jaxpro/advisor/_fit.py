@@ -58,6 +58,7 @@ def plan_fit(n: int, params: int, bounds: bool = False, loss: str = "linear",
     import jax
 
     import jaxpro
+    from jaxpro.fit._compact import eligible as compact_eligible
     from jaxpro.fit._data import BUCKETED_MAX, DIRECT_MAX, LARGE_CHUNK, MID_CHUNK
     from jaxpro.fit._orchestrate import _shards, resolve_settings
     from jaxpro.fit._plan import method_reasons
@@ -76,8 +77,12 @@ def plan_fit(n: int, params: int, bounds: bool = False, loss: str = "linear",
     shards = _shards(n)
     if n <= DIRECT_MAX:
         size = max(32, 1 << (n - 1).bit_length())
-        reasons.append(f"{n} points <= {DIRECT_MAX}: Householder QR of the whole Jacobian, data"
-                       f" padded to {size}")  # fmt: skip
+        # fit's own rule (_orchestrate._compact_first, less what only the data can tell)
+        rule = compact_eligible(settings.method, settings.loss, settings.jac_scale, bounds, params)
+        compact = rule and method in (None, "auto") and shards == 1 and not bounds
+        how = ("the compact LM first (the Gram matrix of [J | r] each evaluation; the full LM"
+               " where it gives up)" if compact else "Householder QR of the whole Jacobian")  # fmt: skip
+        reasons.append(f"{n} points <= {DIRECT_MAX}: {how}, data padded to {size}")  # fmt: skip
         work = size * params * 8 * 4
     else:
         chunk = MID_CHUNK if n <= BUCKETED_MAX else LARGE_CHUNK

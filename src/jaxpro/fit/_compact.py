@@ -57,7 +57,15 @@ from jaxpro.fit._batching import store_finished
 from jaxpro.fit._linalg import cholesky_upper, norm, solve_upper
 from jaxpro.fit._pass import _symmetric, chunk_sums
 
-__all__ = ["BUDGET", "MAX_PARAMETERS", "columns", "eligible", "run_fn"]
+__all__ = [
+    "BUDGET",
+    "MAX_PARAMETERS",
+    "columns",
+    "eligible",
+    "outcome_fields",
+    "run_fn",
+    "single_fn",
+]
 
 # Evaluations a curve may take here before the full program takes it over:
 # ordinary curves converge in 5-15 (exponential decays from a common start: 6
@@ -70,7 +78,7 @@ MAX_PARAMETERS = 8
 # it below ~1e6 (the normal equations then lose at most ~6 digits).
 PIVOT_FLOOR = 1e-3
 _ACCEPT = 1e-4  # MINPACK's smallest gain ratio for a step to be taken
-_LAMBDA0 = 1e-3  # the damping's start, relative to the unit diagonal of S
+_LAMBDA0 = 1e-6  # the damping's start, relative to the unit diagonal of S
 _LAMBDA_MAX = 1e16  # damping beyond this: no step can reduce the cost any more
 _GIVEN_UP = 0
 # relative rise of the cost still taken as rounding for the closing step (sums
@@ -153,8 +161,15 @@ def _tests(slot: _Slot, z, gs, d, U, ftol, xtol, gtol):
     return jnp.where(valid & ~slot.fresh, code, 0).astype(jnp.int32)
 
 
-def _advance(slot: _Slot, vectors, knobs, gram) -> tuple[_Slot, jax.Array]:
+def _advance(slot: _Slot, vectors, knobs, gram, blind: bool = False) -> tuple[_Slot, jax.Array]:
     """One evaluation of one slot's fit: ``(slot, finished)``.
+
+    ``gram(theta, needed)`` gives ``(A, g, c)`` at ``theta``; where ``needed``
+    is false its value is not used (a single fit skips the pass then; under
+    ``vmap`` every slot's pass is computed anyway). With ``blind`` (a single
+    fit), a closing step whose predicted gain is below the cost's rounding
+    is taken without a pass, as the full engine's final Gauss-Newton step is
+    (``_solver.final_newton_step``): a pass could not tell whether it helps.
 
     From the current point: one factorisation of the damped scaled normal
     matrix gives both the convergence tests and the step. A point that passes
@@ -164,6 +179,7 @@ def _advance(slot: _Slot, vectors, knobs, gram) -> tuple[_Slot, jax.Array]:
     """
     ftol, xtol, gtol = knobs[0], knobs[1], knobs[2]
     max_nfev = jnp.minimum(knobs[3], BUDGET)
+    dtype = slot.theta.dtype
     theta0, lb, ub = vectors[0], vectors[1], vectors[2]
     S, gs, d = _scaled(slot.A, slot.g)
     z, U = _solve(S, gs, slot.lam)
@@ -175,7 +191,13 @@ def _advance(slot: _Slot, vectors, knobs, gram) -> tuple[_Slot, jax.Array]:
     # on a bound is never reached: the damping or the BUDGET runs out and TRF
     # takes the curve); a closing step out of them is not taken either
     inside = jnp.all((trial >= lb) & (trial <= ub))
-    A1, g1, c1 = gram(trial)
+    unobservable = False
+    if blind:  # the closing step's gain is below the rounding of r^T r over n rows
+        rounding = 4.0 * jnp.finfo(dtype).eps * jnp.sqrt(jnp.maximum(knobs[5], 1.0))
+        unobservable = (-jnp.sum(z * gs) <= rounding * slot.c) & jnp.all(jnp.isfinite(z))
+    blind_step = converged & ~slot.final & unobservable & inside
+    skip = converged & (slot.final | blind_step)  # converged: this evaluation is not used
+    A1, g1, c1 = gram(trial, ~skip)
     finite = jnp.isfinite(c1) & jnp.all(jnp.isfinite(A1)) & jnp.all(jnp.isfinite(g1))
     predicted = -(2.0 * jnp.sum(z * gs) + jnp.sum(z * (S @ z)))
     rho = (slot.c - c1) / predicted
@@ -183,7 +205,6 @@ def _advance(slot: _Slot, vectors, knobs, gram) -> tuple[_Slot, jax.Array]:
     # one by rounding alone, so it is kept unless the cost clearly rises (a
     # comparison decided by rounding would make answers jump with the data's last bit)
     closing = c1 <= slot.c * (1.0 + _CLOSING_SLACK)
-    skip = converged & slot.final  # converged already: this evaluation is not used
     accept = (
         finite
         & inside
@@ -196,7 +217,7 @@ def _advance(slot: _Slot, vectors, knobs, gram) -> tuple[_Slot, jax.Array]:
 
     used = jnp.where(skip, 0, 1)
     moved = slot._replace(
-        theta=pick(trial, slot.theta),
+        theta=jnp.where(accept | blind_step, trial, slot.theta),
         A=pick(A1, slot.A),
         g=pick(g1, slot.g),
         c=pick(c1, slot.c),
@@ -291,6 +312,53 @@ def columns(raw: np.ndarray, p: int) -> dict[str, np.ndarray]:
     }
 
 
+def outcome_fields(raw: np.ndarray, p: int) -> dict:
+    """One fit's raw row (:func:`single_fn`) as the fields of an ``Outcome`` (host, NumPy).
+
+    As :func:`columns` for one row, with NumPy's LAPACK in place of the loops
+    vectorised over curves (those cost more than the factorisation for one).
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    theta = raw[:p].copy()
+    A = raw[p : p + p * p].reshape(p, p)
+    g = raw[p + p * p : 2 * p + p * p].copy()
+    c, status, nfev, nit = raw[2 * p + p * p :].tolist()
+    d = np.sqrt(np.maximum(np.diagonal(A), 0.0))
+    d = np.where(d > 0, d, 1.0)
+    scale = np.outer(d, d)
+    try:
+        with np.errstate(all="ignore"):
+            U = np.linalg.cholesky(A / scale).T  # U^T U = S, the scaled A
+            inverse = np.linalg.inv(U)
+            covariance = (inverse @ inverse.T) / scale
+            R = U * d[None, :]
+            qtr = np.linalg.solve(R.T, g)
+        finite = bool(np.isfinite(covariance).all() and np.isfinite(c))
+    except np.linalg.LinAlgError:  # not positive definite: only where the fit gave up
+        R, qtr, finite = np.full((p, p), np.nan), np.full(p, np.nan), False
+    if not finite:
+        covariance = np.full((p, p), np.inf)
+    return {
+        "x": theta,
+        "cost": 0.5 * c,
+        "chi2": c,
+        "R": R,
+        "qtr": qtr,
+        "gradient": g,
+        "status": int(status),
+        "nfev": int(nfev),
+        "njev": int(nfev),  # every evaluation gives the Jacobian with the residuals
+        "nit": int(nit),
+        "active_mask": np.zeros(p, np.int64),
+        "optimality": float(np.abs(g).max()) if p else 0.0,
+        "covariance": covariance,
+        "rank": p if finite else 0,
+        "finite": finite,
+        "first_nfev": 0,
+        "first_status": 0,
+    }
+
+
 def run_fn(program):
     """``run(batched, shared, vectors, reference, knobs, todo, count)`` as in ``queued_program_fn``.
 
@@ -310,7 +378,7 @@ def run_fn(program):
             own = jax.tree.map(lambda a: a[curve], batched)
             region = merge_regions(shared, {"regions": own["regions"]})["regions"][0]
 
-            def gram(theta):
+            def gram(theta, needed):  # under vmap a skipped pass would cost as much
                 total = chunk_sums(program.residual, theta, (region,), reference)
                 G = _symmetric(total, p + 1)
                 return G[:p, :p], G[:p, p], G[p, p]
@@ -374,5 +442,67 @@ def run_fn(program):
 
         carry = (start, jnp.minimum(width, count).astype(jnp.int32), raw)
         return lax.while_loop(lambda c: jnp.any(c[0].alive), body, carry)[2]
+
+    return run
+
+
+def single_fn(program):
+    """``run(datas, vectors, reference, knobs) -> raw row`` for one fit (``jaxpro.fit``'s signature).
+
+    The same iteration as :func:`run_fn` on one curve, with no queue around it:
+    one ``while`` loop over the evaluations of the program's single stage (a
+    direct block, or chunks accumulated in a scan). ``vectors`` is
+    ``(x0, lb, ub, x_scale)``, ``knobs`` one row per stage as
+    :func:`jaxpro.fit._engine.prepare` makes them; ``reference`` is the
+    identity (the pass's Gram matrix is of ``[J | r]`` itself).
+
+    Returns:
+        The raw row of :func:`columns` (status 0: give it to the full program).
+    """
+    (spec,) = program.stages
+
+    def run(datas, vectors, reference, knobs):
+        (data,) = datas
+        p = vectors.shape[1]
+        dtype = vectors.dtype
+        if spec.layout.kind == "direct":
+            regions = (jax.tree.map(lambda a: a[None], data["block"]),)
+        else:
+            regions = tuple(data["regions"])
+
+        def gram(theta, needed):
+            def evaluate(theta):
+                G = _symmetric(chunk_sums(program.residual, theta, regions, None), p + 1)
+                return G[:p, :p], G[:p, p], G[p, p]
+
+            def unused(theta):  # the fit has converged: no pass over the data
+                return jnp.zeros((p, p), dtype), jnp.zeros((p,), dtype), jnp.zeros((), dtype)
+
+            return lax.cond(needed, evaluate, unused, theta)
+
+        zero = jnp.zeros((), dtype)
+        start = _Slot(
+            curve=jnp.zeros((), jnp.int32),
+            alive=jnp.asarray(True),
+            fresh=jnp.asarray(True),
+            final=jnp.asarray(False),
+            theta=vectors[0],
+            A=jnp.eye(p, dtype=dtype),
+            g=jnp.zeros((p,), dtype),
+            c=zero,
+            lam=zero + _LAMBDA0,
+            nu=zero + 2.0,
+            status=jnp.zeros((), jnp.int32),
+            nfev=jnp.zeros((), jnp.int32),
+            nit=jnp.zeros((), jnp.int32),
+        )
+
+        def body(slot):
+            slot, done = _advance(slot, vectors, knobs[0], gram, blind=True)
+            return slot._replace(alive=slot.alive & ~done)
+
+        slot = lax.while_loop(lambda s: s.alive, body, start)
+        scalars = jnp.stack([slot.c, slot.status, slot.nfev, slot.nit]).astype(dtype)
+        return jnp.concatenate([slot.theta, slot.A.reshape(p * p), slot.g, scalars])
 
     return run

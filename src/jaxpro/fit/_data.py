@@ -61,9 +61,10 @@ class Layout:
     copied: bool = False
     shards: int = 1
 
-    def describe(self) -> str:
+    def describe(self, factor: str = "Householder QR") -> str:
+        """The layout in words; ``factor``: how a direct block is factored."""
         if self.kind == "direct":
-            return f"one block of {self.size} points (Householder QR)"
+            return f"one block of {self.size} points ({factor})"
         text = f"{self.body_chunks} chunks of {self.size} points"
         text += " (copied)" if self.copied else " read in place"
         if self.rest_chunks:

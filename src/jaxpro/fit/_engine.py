@@ -418,6 +418,13 @@ class Prepared:
         from jaxpro._precision import float64
         from jaxpro.fit import _linalg
 
+        if not self.program.batched and self.program.method == "compact":
+            from jaxpro.fit import _compact
+
+            # unrolled small linear algebra: one small kernel, no LAPACK calls
+            with float64(), _linalg.batched():
+                lowered = jax.jit(_compact.single_fn(self.program)).lower(*self.args)
+                return compile_lowered(lowered)
         if not self.program.batched:
             with float64():
                 lowered = jax.jit(_program_fn(self.program)).lower(*self.args)
@@ -506,7 +513,13 @@ def solve(prepared: Prepared) -> Solved:
     executable, compile_seconds = _cache.compiled(prepared.key, prepared.build)
     start = time.perf_counter()
     flat = np.asarray(executable(*prepared.args))
-    outcome = _unpack(flat, prepared.args[1].shape[1])
+    p = prepared.args[1].shape[1]
+    if prepared.program.method == "compact":
+        from jaxpro.fit import _compact
+
+        outcome = Outcome(**_compact.outcome_fields(flat, p))
+    else:
+        outcome = _unpack(flat, p)
     return Solved(outcome, compile_seconds, time.perf_counter() - start)
 
 

@@ -176,7 +176,9 @@ def chunk_sums(
     total goes to :func:`linearize_sums`. Arguments as for :func:`chunked_pass`.
     """
     p = theta.shape[0]
-    inverse = inverse_upper(reference)  # P^{-1}, upper triangular
+    # P^{-1}, upper triangular; None: the identity, known while tracing (the
+    # derivatives along unit vectors then need no product with it)
+    inverse = None if reference is None else inverse_upper(reference)
     robust = loss != "linear"
 
     def sums(block):

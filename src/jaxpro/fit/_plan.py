@@ -50,8 +50,13 @@ def build_plan(
             " pay JAX's callback cost at every host round trip and a compile, more than the fit)"
         )
     elif layout.kind == "direct":
+        how = (
+            "the Gram matrix of [J | r] each evaluation"
+            if compact_finished(run)
+            else "Householder QR of the whole Jacobian each iteration"
+        )
         reasons.append(
-            f"{n} points <= {DIRECT_MAX}: Householder QR of the whole Jacobian each iteration, "
+            f"{n} points <= {DIRECT_MAX}: {how}, "
             f"data padded to {layout.size} so other lengths reuse the compiled program"
         )
     else:
@@ -59,6 +64,9 @@ def build_plan(
             f"{n} points: Jacobian never stored; each pass accumulates the {n_params}x{n_params} "
             f"factor over {layout.describe()}"
         )
+    compact = getattr(run, "compact", None)  # a StreamRun has none
+    if compact is not None:
+        reasons.append(compact)
     if layout.shards > 1:
         reasons.append(
             f"chunks split over {layout.shards} devices: each sums its share of the Gram matrix of "
@@ -93,12 +101,21 @@ def build_plan(
             if layout.kind == "direct"
             else "chunked"
         ),
-        "layout": layout.describe() if run.host_loop is None else run.host_loop,
+        "layout": (
+            run.host_loop
+            if run.host_loop is not None
+            else layout.describe("Gram matrix of [J | r]")
+            if compact_finished(run)
+            else layout.describe()
+        ),
         # the tolerances that ran: SciPy's defaults in its host loop where none were given
         **dict(zip(("ftol", "xtol", "gtol"), _tolerances(run), strict=True)),
         "max_nfev": settings.max_nfev,
         "x_scale": "jac" if settings.jac_scale else [float(v) for v in settings.x_scale],
     }
+    if compact is not None:
+        # the program that produced the answer
+        settings_out["program"] = "compact LM" if compact_finished(run) else settings.method.upper()
     route = getattr(run, "route", None)  # a StreamRun has none: streamed models are traced
     if route is not None:
         settings_out["model"] = route.path
@@ -114,6 +131,12 @@ def build_plan(
             "used": warm["used"],
         }
     return Plan(method=settings.method, reasons=tuple(reasons), settings=settings_out)
+
+
+def compact_finished(run) -> bool:
+    """Whether the compact LM (``_orchestrate._compact_first``) produced the answer."""
+    compact = getattr(run, "compact", None)
+    return compact is not None and compact.startswith("the compact LM finished")
 
 
 def _tolerances(run: CurveRun) -> tuple[float, float, float]:
