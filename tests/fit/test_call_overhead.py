@@ -192,7 +192,7 @@ def test_timings_name_the_warm_start_and_the_trf_retry():
     chunked = jaxpro.fit(_exp3, long, _exp3(long, 2.0, 1.0, 0.5), p0=[1.0, 1.2, 0.0],
                          progress=False)  # fmt: skip
     ((label, _),) = chunked.timings.programs
-    assert label.startswith("LM, ") and label.endswith("after a warm start on 4096 points")
+    assert label.startswith("compact LM, ") and label.endswith("after a warm start on 4096 points")
 
 
 def test_fit_many_reports_its_queue_program():

@@ -122,11 +122,23 @@ def test_only_unbounded_least_squares_left_to_jaxpro_takes_the_compact_path(kwar
     assert not any("compact LM" in name for name, _ in result.timings.programs)
 
 
-def test_chunked_data_goes_to_the_full_program():
-    x, y = _data(_data_module.DIRECT_MAX + 1)
-    result = jaxpro.fit(decay, x, y, p0=P0)
-    assert result.plan.settings["path"] == "chunked"
-    assert "program" not in result.plan.settings
+@pytest.mark.parametrize("n", [_data_module.DIRECT_MAX + 1, _orchestrate.WARM_START_MIN])
+def test_chunked_data_and_the_warm_start_take_the_compact_path(n):
+    """Chunks (LAPACK's small linear algebra in the loop), and from WARM_START_MIN
+    points the compact LM's own warm start on the subsample."""
+    x, y = _data(n)
+    compact = jaxpro.fit(decay, x, y, p0=P0)
+    full = jaxpro.fit(decay, x, y, p0=P0, method="lm")
+    assert compact.plan.settings["path"] == "chunked"
+    assert compact.plan.settings["program"] == "compact LM"
+    assert compact.plan.settings.get("warm_start") == full.plan.settings.get("warm_start")
+    if n >= _orchestrate.WARM_START_MIN:
+        assert compact.plan.settings["warm_start"]["used"]
+        ((label, _),) = compact.timings.programs
+        assert label.startswith("compact LM, ") and label.endswith("warm start on 4096 points")
+        assert any("started from a fit to a 4096-point" in r for r in compact.plan.reasons)
+    np.testing.assert_allclose(compact.values, full.values, rtol=1e-9)
+    np.testing.assert_allclose(compact.stderr, full.stderr, rtol=1e-7)
 
 
 @pytest.mark.parametrize(("name", "start"), [("Misra1a", 0), ("Gauss1", 0), ("BoxBOD", 1)])
@@ -148,7 +160,7 @@ def test_outcome_fields_of_one_raw_row():
     J = rng.standard_normal((60, 3)) * np.array([1.0, 30.0, 0.1])
     r = rng.standard_normal(60)
     theta = np.array([0.5, -1.0, 2.0])
-    raw = np.concatenate([theta, (J.T @ J).ravel(), J.T @ r, [r @ r, 2, 9, 8]])
+    raw = np.concatenate([theta, (J.T @ J).ravel(), J.T @ r, [r @ r, 2, 9, 8, 0, 0]])
     out = _compact.outcome_fields(raw, 3)
     np.testing.assert_allclose(out["covariance"], np.linalg.inv(J.T @ J), rtol=1e-12)
     np.testing.assert_allclose(out["R"].T @ out["R"], J.T @ J, rtol=1e-12)

@@ -75,19 +75,21 @@ def plan_fit(n: int, params: int, bounds: bool = False, loss: str = "linear",
     names = [f"p{i}" for i in range(params)]
     reasons = method_reasons(method, settings, names if bounds else [])
     shards = _shards(n)
+    # fit's own rule (_orchestrate._compact_first, less what only the data can tell)
+    rule = compact_eligible(settings.method, settings.loss, settings.jac_scale, bounds, params)
+    compact = rule and method in (None, "auto") and shards == 1 and not bounds
+    first = ("the compact LM first (the Gram matrix of [J | r] each evaluation; the full LM"
+             " where it gives up)")  # fmt: skip
     if n <= DIRECT_MAX:
         size = max(32, 1 << (n - 1).bit_length())
-        # fit's own rule (_orchestrate._compact_first, less what only the data can tell)
-        rule = compact_eligible(settings.method, settings.loss, settings.jac_scale, bounds, params)
-        compact = rule and method in (None, "auto") and shards == 1 and not bounds
-        how = ("the compact LM first (the Gram matrix of [J | r] each evaluation; the full LM"
-               " where it gives up)" if compact else "Householder QR of the whole Jacobian")  # fmt: skip
+        how = first if compact else "Householder QR of the whole Jacobian"
         reasons.append(f"{n} points <= {DIRECT_MAX}: {how}, data padded to {size}")  # fmt: skip
         work = size * params * 8 * 4
     else:
         chunk = MID_CHUNK if n <= BUCKETED_MAX else LARGE_CHUNK
         reasons.append(f"{n} points: Jacobian never stored; each pass accumulates the {params}x"
-                       f"{params} factor over chunks of {chunk} points")  # fmt: skip
+                       f"{params} factor over chunks of {chunk} points"
+                       + (f"; {first}" if compact else ""))  # fmt: skip
         work = chunk * params * 8 * 4 * shards
     if shards > 1:
         reasons.append(f"chunks split over {shards} devices (one psum of the Gram matrices)")

@@ -313,7 +313,8 @@ def columns(raw: np.ndarray, p: int) -> dict[str, np.ndarray]:
 
 
 def outcome_fields(raw: np.ndarray, p: int) -> dict:
-    """One fit's raw row (:func:`single_fn`) as the fields of an ``Outcome`` (host, NumPy).
+    """One fit's raw row (:func:`single_fn`: :func:`columns`' row, then the first
+    stage's evaluations and status) as the fields of an ``Outcome`` (host, NumPy).
 
     As :func:`columns` for one row, with NumPy's LAPACK in place of the loops
     vectorised over curves (those cost more than the factorisation for one).
@@ -322,7 +323,7 @@ def outcome_fields(raw: np.ndarray, p: int) -> dict:
     theta = raw[:p].copy()
     A = raw[p : p + p * p].reshape(p, p)
     g = raw[p + p * p : 2 * p + p * p].copy()
-    c, status, nfev, nit = raw[2 * p + p * p :].tolist()
+    c, status, nfev, nit, first_nfev, first_status = raw[2 * p + p * p :].tolist()
     d = np.sqrt(np.maximum(np.diagonal(A), 0.0))
     d = np.where(d > 0, d, 1.0)
     scale = np.outer(d, d)
@@ -354,8 +355,8 @@ def outcome_fields(raw: np.ndarray, p: int) -> dict:
         "covariance": covariance,
         "rank": p if finite else 0,
         "finite": finite,
-        "first_nfev": 0,
-        "first_status": 0,
+        "first_nfev": int(first_nfev),
+        "first_status": int(first_status),
     }
 
 
@@ -450,59 +451,76 @@ def single_fn(program):
     """``run(datas, vectors, reference, knobs) -> raw row`` for one fit (``jaxpro.fit``'s signature).
 
     The same iteration as :func:`run_fn` on one curve, with no queue around it:
-    one ``while`` loop over the evaluations of the program's single stage (a
-    direct block, or chunks accumulated in a scan). ``vectors`` is
-    ``(x0, lb, ub, x_scale)``, ``knobs`` one row per stage as
-    :func:`jaxpro.fit._engine.prepare` makes them; ``reference`` is the
-    identity (the pass's Gram matrix is of ``[J | r]`` itself).
+    per stage one ``while`` loop over the evaluations (a direct block, or
+    chunks accumulated in a scan). With two stages the first is the warm
+    start on a subsample: the second starts from its answer where it
+    converged, else from ``x0``, as the full engine's stages hand on.
+    ``vectors`` is ``(x0, lb, ub, x_scale)``, ``knobs`` one row per stage as
+    :func:`jaxpro.fit._engine.prepare` makes them; ``reference`` is unused
+    (the pass's Gram matrix is of ``[J | r]`` itself).
 
     Returns:
-        The raw row of :func:`columns` (status 0: give it to the full program).
+        The raw row of :func:`columns` (status 0: give it to the full
+        program), then the first stage's evaluations and status (0, 0 for
+        one stage).
     """
-    (spec,) = program.stages
+    stages = program.stages
 
     def run(datas, vectors, reference, knobs):
-        (data,) = datas
         p = vectors.shape[1]
         dtype = vectors.dtype
-        if spec.layout.kind == "direct":
-            regions = (jax.tree.map(lambda a: a[None], data["block"]),)
-        else:
-            regions = tuple(data["regions"])
 
-        def gram(theta, needed):
-            def evaluate(theta):
-                G = _symmetric(chunk_sums(program.residual, theta, regions, None), p + 1)
-                return G[:p, :p], G[:p, p], G[p, p]
+        def solve_stage(spec, data, knob, theta0):
+            if spec.layout.kind == "direct":
+                regions = (jax.tree.map(lambda a: a[None], data["block"]),)
+            else:
+                regions = tuple(data["regions"])
 
-            def unused(theta):  # the fit has converged: no pass over the data
-                return jnp.zeros((p, p), dtype), jnp.zeros((p,), dtype), jnp.zeros((), dtype)
+            def gram(theta, needed):
+                def evaluate(theta):
+                    G = _symmetric(chunk_sums(program.residual, theta, regions, None), p + 1)
+                    return G[:p, :p], G[:p, p], G[p, p]
 
-            return lax.cond(needed, evaluate, unused, theta)
+                def unused(theta):  # the fit has converged: no pass over the data
+                    return jnp.zeros((p, p), dtype), jnp.zeros((p,), dtype), jnp.zeros((), dtype)
 
-        zero = jnp.zeros((), dtype)
-        start = _Slot(
-            curve=jnp.zeros((), jnp.int32),
-            alive=jnp.asarray(True),
-            fresh=jnp.asarray(True),
-            final=jnp.asarray(False),
-            theta=vectors[0],
-            A=jnp.eye(p, dtype=dtype),
-            g=jnp.zeros((p,), dtype),
-            c=zero,
-            lam=zero + _LAMBDA0,
-            nu=zero + 2.0,
-            status=jnp.zeros((), jnp.int32),
-            nfev=jnp.zeros((), jnp.int32),
-            nit=jnp.zeros((), jnp.int32),
-        )
+                return lax.cond(needed, evaluate, unused, theta)
 
-        def body(slot):
-            slot, done = _advance(slot, vectors, knobs[0], gram, blind=True)
-            return slot._replace(alive=slot.alive & ~done)
+            zero = jnp.zeros((), dtype)
+            start = _Slot(
+                curve=jnp.zeros((), jnp.int32),
+                alive=jnp.asarray(True),
+                fresh=jnp.asarray(True),
+                final=jnp.asarray(False),
+                theta=theta0,
+                A=jnp.eye(p, dtype=dtype),
+                g=jnp.zeros((p,), dtype),
+                c=zero,
+                lam=zero + _LAMBDA0,
+                nu=zero + 2.0,
+                status=jnp.zeros((), jnp.int32),
+                nfev=jnp.zeros((), jnp.int32),
+                nit=jnp.zeros((), jnp.int32),
+            )
+            own = vectors.at[0].set(theta0)  # the trial at the start is theta0
 
-        slot = lax.while_loop(lambda s: s.alive, body, start)
+            def body(slot):
+                slot, done = _advance(slot, own, knob, gram, blind=True)
+                return slot._replace(alive=slot.alive & ~done)
+
+            return lax.while_loop(lambda s: s.alive, body, start)
+
+        x0 = vectors[0]
+        theta = x0
+        first = (jnp.zeros((), dtype), jnp.zeros((), dtype))
+        for k, (spec, data) in enumerate(zip(stages, datas, strict=True)):
+            slot = solve_stage(spec, data, knobs[k], theta)
+            if k < len(stages) - 1:
+                first = (slot.nfev.astype(dtype), slot.status.astype(dtype))
+                theta = jnp.where(slot.status > 0, slot.theta, x0)
         scalars = jnp.stack([slot.c, slot.status, slot.nfev, slot.nit]).astype(dtype)
-        return jnp.concatenate([slot.theta, slot.A.reshape(p * p), slot.g, scalars])
+        return jnp.concatenate(
+            [slot.theta, slot.A.reshape(p * p), slot.g, scalars, jnp.stack(first)]
+        )
 
     return run

@@ -14,6 +14,7 @@ solver logic, the costly part to compile, is compiled once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable
@@ -421,8 +422,13 @@ class Prepared:
         if not self.program.batched and self.program.method == "compact":
             from jaxpro.fit import _compact
 
-            # unrolled small linear algebra: one small kernel, no LAPACK calls
-            with float64(), _linalg.batched():
+            # On a direct block, unrolled small linear algebra: XLA's CPU
+            # backend then compiles the whole loop as one small kernel, least
+            # fixed cost per call. On chunks, LAPACK's: that one kernel ran
+            # each pass 5-10% slower than separate kernels do (two Gaussians,
+            # 1e4-1e6 points), and the passes are the time there.
+            direct = self.program.layout.kind == "direct"
+            with float64(), _linalg.batched() if direct else contextlib.nullcontext():
                 lowered = jax.jit(_compact.single_fn(self.program)).lower(*self.args)
                 return compile_lowered(lowered)
         if not self.program.batched:
