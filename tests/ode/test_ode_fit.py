@@ -42,9 +42,21 @@ def test_recovers_lotka_volterra_parameters(data):
     assert np.all(result.stderr > 0) and np.all(result.stderr < 0.05 * truth)
     assert result.plan.settings["ode_method"] == "tsit5"
     assert result.plan.reasons[0].startswith("ODE fit: 80 observations")
-    # from 20% off, the first fit stops where the solution's phase wrapped (R^2 0.23):
-    # the growing windows get out of it
+
+
+def test_a_fit_caught_where_the_phase_wrapped_is_refitted_on_growing_windows(data, monkeypatch):
+    """The full LM (fit's compact LM, tried first by default, gets out of it here
+    by itself) stops from 20% off where the solution's phase wrapped (R^2 0.23):
+    the growing windows get out of it."""
+    from jaxpro.fit import _orchestrate
+
+    monkeypatch.setattr(_orchestrate, "_compact_first", lambda *args: False)
+    times, observed = data
+    result = ode.fit(lotka_volterra, times, observed, {"a": 1.2, "b": 0.8, "c": 2.5, "d": 0.8},
+                     Y0)  # fmt: skip
     assert any("refitted on growing windows" in r for r in result.plan.reasons)
+    truth = np.array(list(TRUTH.values()))
+    np.testing.assert_allclose(result.values, truth, rtol=0.03)
 
 
 def test_fits_the_initial_state_too(data):

@@ -78,7 +78,7 @@ MAX_PARAMETERS = 8
 # it below ~1e6 (the normal equations then lose at most ~6 digits).
 PIVOT_FLOOR = 1e-3
 _ACCEPT = 1e-4  # MINPACK's smallest gain ratio for a step to be taken
-_LAMBDA0 = 1e-6  # the damping's start, relative to the unit diagonal of S
+_LAMBDA0 = 1e-3  # the damping's start, relative to the unit diagonal of S
 _LAMBDA_MAX = 1e16  # damping beyond this: no step can reduce the cost any more
 _GIVEN_UP = 0
 # relative rise of the cost still taken as rounding for the closing step (sums
