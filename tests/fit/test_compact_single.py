@@ -137,6 +137,9 @@ def test_chunked_data_and_the_warm_start_take_the_compact_path(n):
         ((label, _),) = compact.timings.programs
         assert label.startswith("compact LM, ") and label.endswith("warm start on 4096 points")
         assert any("started from a fit to a 4096-point" in r for r in compact.plan.reasons)
+        # from the warm start no more passes over the data than the full LM
+        # (3 each; the damping of a rough start, 1e-3, would take 4)
+        assert compact.nfev <= full.nfev
     np.testing.assert_allclose(compact.values, full.values, rtol=1e-9)
     np.testing.assert_allclose(compact.stderr, full.stderr, rtol=1e-7)
 
