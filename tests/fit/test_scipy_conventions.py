@@ -351,9 +351,15 @@ def test_lm_full_output_has_minpacks_fields():
     n = popt.size
     assert {"nfev", "fvec", "fjac", "ipvt", "qtf"} <= set(info)
     assert ier in (1, 2, 3, 4) and isinstance(message, str)
+    # pivots counted as the installed SciPy counts them (from 0 in its C
+    # MINPACK, from 1 in the Fortran one): SciPy's own output decides
+    ref = scipy.optimize.curve_fit(line, X, Y, method="lm", full_output=True)[2]
+    base = int(ref["ipvt"].min())
+    assert sorted(info["ipvt"]) == list(range(base, base + n))
+    assert info["ipvt"].dtype.kind == ref["ipvt"].dtype.kind
     # SciPy's recipe: r = triu(fjac.T[:n]), columns permuted by ipvt
     r = np.triu(info["fjac"].T[:n, :])
-    perm = np.eye(n)[info["ipvt"] - 1]
+    perm = np.eye(n)[info["ipvt"] - base]
     cov = np.linalg.inv((r @ perm.T).T @ (r @ perm.T))
     np.testing.assert_allclose(cov, pcov, rtol=1e-10)
     J = np.stack([X, np.ones_like(X)], axis=1)
