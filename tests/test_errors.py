@@ -125,3 +125,40 @@ def test_describe_truncates_long_sequences():
     assert text.startswith("[0, 1, 2")
     assert "..." in text
     assert len(text) < 60
+
+
+def test_warnings_point_at_the_users_line_however_deep_the_call():
+    """jaxpro.errors.warn skips every frame inside jaxpro: the warning names this file,
+    whichever entry point (and call depth) reached it."""
+    import jaxpro
+    from jaxpro.errors import JaxproWarning, NumPyModelWarning, warn
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn("direct", JaxproWarning)
+    assert caught[0].filename == __file__ and caught[0].category is JaxproWarning
+
+    def in_place(x, a, b):  # JAX cannot trace it: the host path warns
+        out = np.multiply(-b, x)
+        np.exp(out, out=out)
+        out *= a
+        return out
+
+    def decay(x, a, b):
+        return a * jnp.exp(-b * x)
+
+    x = np.linspace(0.0, 3.0, 50)
+    y = 2.0 * np.exp(-0.7 * x)
+    calls = [
+        lambda: jaxpro.curve_fit(in_place, x, y, p0=[1.0, 1.0]),  # SciPy's loop on the host
+        lambda: jaxpro.fit(in_place, x, y, p0=[1.0, 1.0], progress=False),
+        lambda: jaxpro.curve_fit(decay, x, y, p0=[1.0, 1.0], method="dogbox", bounds=(0, 10)),
+    ]
+    for call in calls:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        ours = [w for w in caught if issubclass(w.category, (NumPyModelWarning, JaxproWarning))]
+        assert ours and all(w.filename == __file__ for w in ours), [
+            (w.category.__name__, w.filename) for w in ours
+        ]

@@ -12,7 +12,9 @@ can fix the call without reading a traceback.
 
 from __future__ import annotations
 
+import os
 import reprlib
+import warnings
 
 __all__ = [
     "BackendStartedError",
@@ -27,6 +29,7 @@ __all__ = [
     "SimulationError",
     "SimulationWarning",
     "describe",
+    "warn",
 ]
 
 _short = reprlib.Repr()
@@ -157,3 +160,21 @@ class SimulationError(JaxproError, RuntimeError):
 
 class SimulationWarning(JaxproWarning):
     """A simulation ran but failed a validation check (energy drift, temperature off target)."""
+
+
+# jaxpro's own source folder: warnings are attributed to the first frame outside it
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning] = JaxproWarning) -> None:
+    """Warn at the user's line: the first caller outside jaxpro, however deep the call.
+
+    A fixed ``stacklevel`` points into jaxpro whenever the same warning is
+    reached through another entry point (``curve_fit`` against ``fit``, the
+    host loop against the compiled path); ``skip_file_prefixes`` (Python
+    3.12) skips every jaxpro frame instead.
+
+    Args:
+        message: the text; category: a ``Warning`` subclass (jaxpro's own).
+    """
+    warnings.warn(message, category, skip_file_prefixes=(_PACKAGE_DIR,))

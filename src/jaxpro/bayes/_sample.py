@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from jaxpro._cache import enable_persistent_cache
 from jaxpro._precision import float64
 from jaxpro._result import Plan
-from jaxpro.errors import InputError, JaxproWarning
+from jaxpro.errors import InputError, JaxproWarning, warn
 
 __all__ = ["Attempt", "sample"]
 
@@ -243,13 +242,12 @@ def sample(
     )
     ok = not problems
     if not ok:
-        warnings.warn(
+        warn(
             "the posterior failed its checks: "
             + "; ".join(p.message for p in problems)
             + ". "
             + _advice(problems),
             SamplingWarning,
-            stacklevel=2,
         )
     return Posterior(
         draws=draws,

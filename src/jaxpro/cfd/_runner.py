@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 
 import numpy as np
 
@@ -18,7 +17,7 @@ from jaxpro._progress import progress_bar
 from jaxpro._result import Check, Plan, Timings
 from jaxpro.cfd._flowresult import FlowResult
 from jaxpro.cfd._flows import taylor_green_velocity
-from jaxpro.errors import InputError, SimulationError, SimulationWarning
+from jaxpro.errors import InputError, SimulationError, SimulationWarning, warn
 
 __all__ = ["run"]
 
@@ -301,7 +300,7 @@ def _result(engine, spec, state, records, cells, domain, nu, re, dt, taken, stea
     checks = _checks(spec, records, state, engine, nu, steady, x, y, t)
     for check in checks:
         if not check.passed:
-            warnings.warn(check.message, SimulationWarning, stacklevel=4)
+            warn(check.message, SimulationWarning)
     plan = Plan(
         method=engine.name,
         reasons=(*reasons, engine.scheme),

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ import numpy as np
 from jaxpro.cfd._flowresult import FlowResult
 from jaxpro.cfd._flows import FLOWS, Flow
 from jaxpro.cfd._runner import run
-from jaxpro.errors import InputError, SimulationWarning
+from jaxpro.errors import InputError, SimulationWarning, warn
 
 __all__ = ["simulate"]
 
@@ -215,7 +214,7 @@ def _divergence_free(field, domain, reasons: list[str]) -> np.ndarray:
         f" projected onto divergence-free fields, changing it by {removed:.2g} (rms, relative)"
     )
     reasons.append(message)
-    warnings.warn(message, SimulationWarning, stacklevel=3)
+    warn(message, SimulationWarning)
     return projected
 
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from jaxpro.errors import InputError
+from jaxpro.errors import InputError, warn
 from jaxpro.io import as_array
 
 METHODS = ("lm", "trf")
@@ -180,18 +180,15 @@ def check_method(method, bounded: bool, robust: bool) -> str:
     if method is None or method == "auto":
         return "trf" if (bounded or robust) else "lm"
     if method == "dogbox":
-        import warnings
-
         from jaxpro.errors import JaxproWarning
 
         # Dogbox and TRF solve the same bounded problem; TRF's reflective
         # steps are the more robust of the two (SciPy's documentation too
         # recommends TRF, and dogbox for small problems only).
-        warnings.warn(
+        warn(
             "method='dogbox' ran as 'trf': jaxpro implements Trust Region Reflective and"
             " Levenberg-Marquardt; TRF solves the same bounded problem (the plan says so too)",
             JaxproWarning,
-            stacklevel=4,
         )
         return "trf"
     if method not in METHODS:
@@ -303,13 +300,10 @@ def check_solver_keywords(tr_solver, tr_options, jac_sparsity, callback, method:
                 argument="tr_solver",
             )
     if callback is not None and method == "lm":
-        import warnings
-
         # SciPy's behaviour and wording: LM (MINPACK) takes no callback either
-        warnings.warn(
+        warn(
             "Callback function specified, but not supported with `lm` method.",
             UserWarning,
-            stacklevel=3,
         )
     elif callback is not None:
         raise InputError(

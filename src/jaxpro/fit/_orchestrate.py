@@ -13,7 +13,6 @@ parameter entry point in ``_fit``.
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -531,14 +530,13 @@ def _merged(first: Solved, second: Solved, chosen: Solved | None = None) -> Solv
 def warn_host(what: str, route: _numpy_model.ModelPath, run_seconds: float) -> None:
     """One warning: the function ran on the host, what that cost, and the rewrite that avoids it."""
     clock = route.clock
-    warnings.warn(
+    errors.warn(
         f"{what} cannot be traced by JAX ({route.reason}); it ran on the host as SciPy runs it,"
         f" with forward-difference derivatives: {clock.evaluations} evaluations took"
         f" {clock.seconds:.3g} s of the {run_seconds:.3g} s solve. Written with jax.numpy"
         " (jnp.exp for np.exp, x = x.at[i].set(v) for x[i] = v, jnp.where for if) it would"
         " run compiled with exact derivatives and no host round trips.",
         NumPyModelWarning,
-        stacklevel=4,
     )
 
 
@@ -705,10 +703,9 @@ def scaled_covariance(
     pcov = np.array(solved.outcome.covariance, dtype=np.float64)
     if not np.isfinite(pcov).all():
         if warn:
-            warnings.warn(
+            errors.warn(
                 "Covariance of the parameters could not be estimated",
                 errors.OptimizeWarning,
-                stacklevel=3,
             )
         return np.full((n_params, n_params), np.inf)
     if not absolute_sigma:
@@ -716,10 +713,9 @@ def scaled_covariance(
             pcov = pcov * (2.0 * cost / (n - n_params))
         else:
             if warn:
-                warnings.warn(
+                errors.warn(
                     "Covariance of the parameters could not be estimated (no degrees of freedom)",
                     errors.OptimizeWarning,
-                    stacklevel=3,
                 )
             pcov = np.full((n_params, n_params), np.inf)
     return pcov

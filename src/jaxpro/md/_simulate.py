@@ -43,7 +43,7 @@ import numpy as np
 
 from jaxpro._progress import progress_bar
 from jaxpro._result import Plan, Timings
-from jaxpro.errors import InputError, SimulationError, SimulationWarning
+from jaxpro.errors import InputError, SimulationError, SimulationWarning, warn
 from jaxpro.md import _engine as eng
 from jaxpro.md._records import DRIFT_LIMIT, assemble
 from jaxpro.md._runner import Runner
@@ -498,5 +498,5 @@ def simulate(
     out = trajectory(plan, timings)
     for check in out.checks:
         if not check.passed:
-            warnings.warn(check.message, SimulationWarning, stacklevel=2)
+            warn(check.message, SimulationWarning)
     return out
