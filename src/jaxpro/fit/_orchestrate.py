@@ -314,6 +314,7 @@ class CurveRun:
     host_loop: str | None = None  # SciPy's driver that iterated on the host (_host_loop), if any
     fvec: np.ndarray | None = None  # the weighted residuals at the answer, where already known
     compact: str | None = None  # what the compact LM did, where it ran first (for the plan)
+    compact_finished: bool = False  # the compact LM produced the answer
 
 
 @functools.lru_cache(maxsize=64)
@@ -469,6 +470,7 @@ def run_curve(
         processes,
         route,
         compact=None if compact is None else _compact_reason(compact, settings.method),
+        compact_finished=compact is not None and compact[1],
     )
 
 

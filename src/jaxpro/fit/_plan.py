@@ -135,8 +135,7 @@ def build_plan(
 
 def compact_finished(run) -> bool:
     """Whether the compact LM (``_orchestrate._compact_first``) produced the answer."""
-    compact = getattr(run, "compact", None)
-    return compact is not None and compact.startswith("the compact LM finished")
+    return getattr(run, "compact_finished", False)  # a StreamRun has no such field
 
 
 def _tolerances(run: CurveRun) -> tuple[float, float, float]:
