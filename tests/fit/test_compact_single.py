@@ -112,11 +112,6 @@ def test_a_non_finite_start_is_reported_as_before():
 )
 def test_only_unbounded_least_squares_left_to_jaxpro_takes_the_compact_path(kwargs):
     x, y = _data(200)
-    if "sigma" in kwargs:
-        popt, _ = jaxpro.curve_fit(decay, x, y, p0=P0, **kwargs)
-        ref, _ = jaxpro.curve_fit(decay, x, y, p0=P0)
-        np.testing.assert_allclose(popt, ref, rtol=1e-8)
-        return
     result = jaxpro.fit(decay, x, y, p0=P0, **kwargs)
     assert "program" not in result.plan.settings
     assert not any("compact LM" in name for name, _ in result.timings.programs)
