@@ -7,6 +7,9 @@ from scipy.optimize._lsq.least_squares import IMPLEMENTED_LOSSES, construct_loss
 
 jax.config.update("jax_enable_x64", True)
 
+from nist import load, log_relative_error  # noqa: E402
+
+import jaxpro  # noqa: E402
 from jaxpro.errors import InputError  # noqa: E402
 from jaxpro.fit._losses import LOSSES, check_loss, robust_scaling  # noqa: E402
 
@@ -56,3 +59,31 @@ def test_unknown_loss_names_the_argument():
 def test_bad_f_scale(bad):
     with pytest.raises(InputError, match=r"^f_scale"):
         check_loss("huber", bad)
+
+
+def test_soft_l1_keeps_its_digits_for_tiny_residuals():
+    """rho(z) = 2 (sqrt(1 + z) - 1) to 2 ulp where SciPy's form cancels (oracle: Decimal, 700 digits)."""
+    from decimal import Decimal, getcontext
+
+    getcontext().prec = 700  # 1 + 1e-300 exactly
+    z = np.array([0.0, 1e-300, 1e-30, 1e-17, 1e-12, 1e-6, 0.01, 0.5, 3.0, 1e6])
+    got = np.asarray(LOSSES["soft_l1"](z)[0])
+    exact = np.array([float(2 * ((1 + Decimal(v)).sqrt() - 1)) for v in z])
+    np.testing.assert_allclose(got, exact, rtol=4e-16, atol=0)
+
+
+@pytest.mark.parametrize(("name", "start"), [("MGH09", 1), ("Eckerle4", 1), ("Misra1a", 0)])
+def test_soft_l1_with_a_wide_margin_is_least_squares(name, start):
+    """With f_scale far above every residual soft_l1 is least squares: NIST's certified values.
+
+    Oracle: the certified values (tests/data/nist-strd), >= 6 correct digits. SciPy 1.18 gets
+    0.4, 3.2 and 6.8 digits here: its cost cancels to zero and ftol stops it early.
+    """
+    problem = load(name)
+    result = jaxpro.least_squares(
+        lambda p: problem.model(problem.x, *p) - problem.y,
+        problem.starts[start],
+        loss="soft_l1",
+        f_scale=1e6,
+    )
+    assert log_relative_error(result.x, problem.certified_values).min() >= 6.0
