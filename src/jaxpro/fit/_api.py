@@ -159,7 +159,9 @@ def curve_fit(
         "R": np.asarray(out.R),
         "qtr": np.asarray(out.qtr),
     }
-    if run.settings.method == "lm":
+    if run.settings.method == "lm" and not run.settings.bounded:
+        # (a bounded fit that LM finished inside its bounds keeps SciPy's
+        # bounded output: TRF's fields)
         # MINPACK's names (SciPy's leastsq output): R stored column-wise in
         # fjac's leading block, an identity pivot (jaxpro's QR does not
         # pivot) counted as the installed SciPy counts it, and Q^T f; SciPy's

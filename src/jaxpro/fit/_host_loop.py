@@ -507,6 +507,10 @@ def run_curve(model, jac, data, theta0, settings, route, auto_method: bool, what
         _lm_trouble,
         _nonfinite_message,
         _start,
+        interior_answer,
+        interior_reason,
+        needs_interior_opinion,
+        unbounded_lm,
         warn_host,
     )
 
@@ -534,6 +538,15 @@ def run_curve(model, jac, data, theta0, settings, route, auto_method: bool, what
         else:
             fallback = f"LM {trouble}; TRF was tried too and did no better"
         chosen = retry if better else solved
+        solved = replace(chosen, run_seconds=solved.run_seconds + retry.run_seconds)
+    if needs_interior_opinion(out, settings, auto_method):
+        # as run_curve: LM without the bounds, kept where it converged inside them
+        retry, retry_fvec, _ = solve(problem, theta0, unbounded_lm(settings), clock)
+        kept = interior_answer(retry.outcome, settings, out)
+        fallback = interior_reason(out, retry.outcome, kept)
+        if kept:
+            settings, fvec = replace(settings, method="lm"), retry_fvec
+        chosen = retry if kept else solved
         solved = replace(chosen, run_seconds=solved.run_seconds + retry.run_seconds)
     warm_info = None
     if pre_loss is not None:

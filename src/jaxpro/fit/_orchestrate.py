@@ -419,15 +419,8 @@ def run_curve(
         first = (_engine.StageSpec(layout, pre_loss), _stage_run(arrays, n_total, settings))
     stages = (main,) if first is None else (first, main)
     start = _start(theta0, settings)
-    solved, compact = None, None
-    if auto_method and not distributed and _compact_first(settings, layout, route, data):
-        tried = _solve(residual, replace(settings, method="compact"), stages, start)
-        solved = tried if tried.outcome.status > 0 else None
-        compact = (tried, solved is not None)
-    if solved is None:
-        solved = _solve(residual, settings, stages, start)
-        if compact is not None:  # the compact LM gave up: its time and program count too
-            solved = _merged(compact[0], solved)
+    use_compact = auto_method and not distributed and _compact_first(settings, layout, route, data)
+    solved, compact = _solve_compact_first(residual, settings, stages, start, use_compact)
     out = solved.outcome
     if out.status == -3:
         raise ModelError(_nonfinite_message(route.model, data, theta0, route.jac, what))
@@ -457,6 +450,15 @@ def run_curve(
         else:
             fallback = f"LM {trouble}; TRF was tried too and did no better"
         solved = _merged(solved, retry, retry if better else solved)
+    if needs_interior_opinion(out, settings, auto_method):
+        free = unbounded_lm(settings)
+        use_compact = not distributed and _compact_first(free, layout, route, data)
+        retry, _ = _solve_compact_first(residual, free, stages, theta0, use_compact)
+        kept = interior_answer(retry.outcome, settings, out)
+        fallback = interior_reason(out, retry.outcome, kept)
+        if kept:
+            settings = replace(settings, method="lm")
+        solved = _merged(solved, retry, retry if kept else solved)
     if route.path == _numpy_model.HOST:
         warn_host(what, route, solved.run_seconds)
     return CurveRun(
@@ -498,6 +500,78 @@ def _compact_first(settings: Settings, layout: _data.Layout, route, data: CurveD
         and data.chol is None
         and route.path != _numpy_model.HOST
     )
+
+
+def _solve_compact_first(
+    residual, settings: Settings, stages, start, use_compact: bool
+) -> tuple[Solved, tuple[Solved, bool] | None]:
+    """Solve, through the compact LM first where ``use_compact``; the full method if it gives up.
+
+    Returns:
+        ``(solved, compact)``: ``compact`` is ``(the compact LM's solve, whether it
+        finished)``, or None where it was not tried.
+    """
+    if use_compact:
+        tried = _solve(residual, replace(settings, method="compact"), stages, start)
+        if tried.outcome.status > 0:
+            return tried, (tried, True)
+        # the compact LM gave up: its time and program count too
+        return _merged(tried, _solve(residual, settings, stages, start)), (tried, False)
+    return _solve(residual, settings, stages, start), None
+
+
+def needs_interior_opinion(out: Outcome, settings: Settings, auto_method: bool) -> bool:
+    """Whether a bounded TRF fit that ran out of evaluations gets LM's interior second opinion.
+
+    TRF's Coleman-Li scaling can crawl along a bound for thousands of
+    evaluations: NIST MGH10 from its far start with every parameter >= 0
+    drives b1 to 1e-33 while b2 and b3 creep (800 evaluations, cost 6.6e5
+    against the certified 44; 7,000 to converge), though its answer lies well
+    inside the bounds, where LM without them converges in 267. Only where the
+    method was left to jaxpro and the loss is linear (LM's only loss).
+    """
+    return (
+        auto_method
+        and out.status == 0
+        and settings.method == "trf"
+        and settings.bounded
+        and settings.loss == "linear"
+    )
+
+
+def unbounded_lm(settings: Settings) -> Settings:
+    """LM's settings for the same fit without its bounds."""
+    free = np.full(np.shape(settings.lb), np.inf)
+    return replace(settings, method="lm", lb=-free, ub=free)
+
+
+def interior_answer(lm: Outcome, settings: Settings, trf: Outcome) -> bool:
+    """Whether LM's unbounded answer is the bounded fit's answer too.
+
+    It is when LM converged strictly inside the bounds (a minimum of the cost
+    there is a minimum of the bounded problem: no bound is active) and no
+    worse than where TRF stopped.
+    """
+    x = np.asarray(lm.x)
+    return bool(
+        lm.status > 0
+        and np.all(x > settings.lb)
+        and np.all(x < settings.ub)
+        and lm.cost <= trf.cost
+    )
+
+
+def interior_reason(trf: Outcome, lm: Outcome, kept: bool) -> str:
+    """The plan's sentence for LM's interior second opinion."""
+    first = f"TRF used its {int(trf.nfev)} evaluations without converging"
+    if kept:
+        return (
+            f"{first}; LM without the bounds, from p0, converged"
+            f" strictly inside them in {int(lm.nfev)} evaluations, so no bound is active"
+            " at its answer and it is the bounded fit's answer too: it was kept"
+        )
+    where = "outside the bounds or on one" if lm.status > 0 else "without converging either"
+    return f"{first}; LM without the bounds, from p0, ended {where}, so TRF's result stands"
 
 
 def _compact_reason(compact: tuple[Solved, bool], method: str) -> str:
