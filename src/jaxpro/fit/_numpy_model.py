@@ -213,6 +213,16 @@ def _first_line(error: BaseException) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
+def _why_untraceable(error: BaseException) -> str:
+    """Why tracing failed, without trace_check's own "<what> cannot be traced by JAX: " lead.
+
+    The warning and the plan put the reason in brackets after those same words.
+    """
+    line = _first_line(error)
+    _, found, cause = line.partition("cannot be traced by JAX: ")
+    return cause if found else line
+
+
 def known_curve(model, jac, n: int) -> ModelPath | None:
     """The path already chosen for ``model`` (and a callable ``jac``) at ``n`` points, or None.
 
@@ -274,7 +284,7 @@ def curve_model(model, jac, x: np.ndarray, n: int, theta0: np.ndarray, sample, w
         raise ModelError(
             f"{what} returned shape {reference.shape} for {n} points; expected ({n},)"
         ) from None
-    reason = _first_line(traced_error)
+    reason = _why_untraceable(traced_error)
     translated = translate(model)
     translated_jac = None if user_jac is None else translate(user_jac)
     runs = [0]  # the translation runs the user's code: its side effects count as calls
@@ -417,7 +427,7 @@ def residual_function(fun, jac, rebuild, leaves, theta0: np.ndarray, diff_step=N
     known = _recall(fun, key)
     if known is not None:
         return _reused(known), shape
-    reason = _first_line(traced_error)
+    reason = _why_untraceable(traced_error)
     translated = translate(fun)
     translated_jac = None if user_jac is None else translate(user_jac)
     runs = [0]  # the translation runs the user's code: its side effects count as calls
