@@ -437,3 +437,45 @@ def test_plan_reasons_after_the_lm_to_trf_fallback():
     assert any("TRF was" in reason for reason in result.plan.reasons), result.plan.reasons
     # the first reason explains the first choice (LM), not TRF "where LM converges fastest"
     assert result.plan.reasons[0].startswith("Levenberg-Marquardt"), result.plan.reasons
+
+
+@pytest.fixture
+def statistics_passes(monkeypatch):
+    """How often a fit's residual statistics were computed (a pass over the data each)."""
+    from jaxpro.fit import _fit
+
+    calls = []
+    original = _fit._residual_statistics
+
+    def counted(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(_fit, "_residual_statistics", counted)
+    return calls
+
+
+@pytest.mark.parametrize("method", [None, "lm", "trf"])
+def test_residual_statistics_wait_until_asked_for(statistics_passes, method):
+    """Values, errors and chi2 need no pass over the data; R^2 and the residual summary do, once."""
+    x, y = _data(seed=5, n=20_000, noise=0.05)  # chunked: the compact LM, LM or TRF
+    result = jaxpro.fit(decay, x, y, p0=list(P0.values()), method=method)
+    assert statistics_passes == []
+    r = y - decay_np(x, *result.values)
+    # chi2 is the solver's own, at the reported values (oracle: NumPy's sum at them)
+    np.testing.assert_allclose(result.chi2, r @ r, rtol=1e-12)
+    assert result.reduced_chi2 == result.chi2 / result.dof
+    assert statistics_passes == []
+    np.testing.assert_allclose(
+        result.r_squared, 1 - (r @ r) / np.sum((y - y.mean()) ** 2), rtol=1e-12
+    )
+    np.testing.assert_allclose(result.residuals["median"], np.median(r), rtol=1e-8, atol=1e-15)
+    result.summary()
+    json.dumps(result.to_dict())
+    assert statistics_passes == [1]
+
+
+def test_a_robust_fit_computes_its_statistics_at_once(statistics_passes):
+    # under a robust loss the solver's chi2 may precede its last step: a fresh pass
+    jaxpro.fit(decay, X, Y, p0=list(P0.values()), loss="soft_l1")
+    assert statistics_passes == [1]
