@@ -171,3 +171,63 @@ def test_outcome_fields_of_one_raw_row():
     bad[3:12] = np.ones(9)
     assert not _compact.outcome_fields(bad, 3)["finite"]
     assert np.isinf(_compact.outcome_fields(bad, 3)["covariance"]).all()
+
+
+def _lowered_compact(n, warm=True):
+    """The compact LM's lowered program for a decay of ``n`` points (StableHLO text)."""
+    from jaxpro.fit import _compact_single, _engine
+
+    captured = {}
+    original = _engine.solve
+
+    def spy(prepared):
+        if prepared.program.method == "compact":
+            captured["prepared"] = prepared
+        return original(prepared)
+
+    x, y = _data(n)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_engine, "solve", spy)
+        if not warm:
+            patch.setattr(_orchestrate, "WARM_START_MIN", 10 * n)
+        jaxpro.fit(decay, x, y, p0=P0)
+    prepared = captured["prepared"]
+    return jax.jit(_compact_single.single_fn(prepared.program)).lower(*prepared.args).as_text()
+
+
+def test_the_warm_start_shares_the_data_loop_of_the_second_stage():
+    """One copy of the pass per data region: the warm start adds no program of its own.
+
+    Counted as the model's exponentials in the lowered program (one per copy of
+    the pass): a body of chunks read in place and the padded region, with the
+    warm start's points as the padded region's first chunk.
+    """
+    n = _orchestrate.WARM_START_MIN + 1000
+    with_warm = _lowered_compact(n).count("stablehlo.exponential")
+    without = _lowered_compact(n, warm=False).count("stablehlo.exponential")
+    assert with_warm == without == 2
+
+
+def test_the_lead_chunk_is_laid_out_first_and_views_give_the_data_without_it():
+    """``_data.build``'s ``lead`` against the layout without it (oracle: the plain build)."""
+    n = 70_000
+    rng = np.random.default_rng(1)
+    x = np.vstack([np.linspace(0, 1, n), rng.random(n)])  # two rows of x
+    y, w = rng.random(n), 0.5 + rng.random(n)
+    lead = (x[:, :100] + 7.0, y[:100] + 7.0, w[:100] * 3.0)
+    plain_layout, plain = _data_module.build(x, y, w)
+    layout, data = _data_module.build(x, y, w, lead=lead)
+    assert layout.lead and not plain_layout.lead
+    padded = data["regions"][-1]
+    size = layout.size
+    np.testing.assert_array_equal(padded["y"][0, :100], lead[1])
+    np.testing.assert_array_equal(padded["y"][0, 100:], lead[1][-1])  # edge values
+    np.testing.assert_array_equal(padded["x"][1][0, :100], lead[0][1])
+    np.testing.assert_array_equal(padded["w"][0], np.r_[lead[2], np.zeros(size - 100)])
+    back_layout, back = _data_module.without_lead(layout, data)
+    assert back_layout == plain_layout
+    for got, expected in zip(jax.tree.leaves(back), jax.tree.leaves(plain), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    rest = back["regions"][-1]
+    assert np.shares_memory(rest["y"], padded["y"])  # views, not copies
+    assert rest["y"].ctypes.data % 64 == 0  # aligned: used in place by XLA

@@ -65,7 +65,6 @@ __all__ = [
     "eligible",
     "outcome_fields",
     "run_fn",
-    "single_fn",
 ]
 
 # Evaluations a curve may take here before the full program takes it over:
@@ -489,86 +488,5 @@ def run_fn(program):
 
         carry = (start, jnp.minimum(width, count).astype(jnp.int32), raw)
         return lax.while_loop(lambda c: jnp.any(c[0].alive), body, carry)[2]
-
-    return run
-
-
-def single_fn(program):
-    """``run(datas, vectors, reference, knobs) -> raw row`` for one fit (``jaxpro.fit``'s signature).
-
-    The same iteration as :func:`run_fn` on one curve, with no queue around it:
-    per stage one ``while`` loop over the evaluations (a direct block, or
-    chunks accumulated in a scan). With two stages the first is the warm
-    start on a subsample: the second starts from its answer where it
-    converged, else from ``x0``, as the full engine's stages hand on.
-    ``vectors`` is ``(x0, lb, ub, x_scale)``, ``knobs`` one row per stage as
-    :func:`jaxpro.fit._engine.prepare` makes them; ``reference`` is unused
-    (the pass's Gram matrix is of ``[J | r]`` itself).
-
-    Returns:
-        The raw row of :func:`columns` (status 0: give it to the full
-        program), then the first stage's evaluations and status (0, 0 for
-        one stage).
-    """
-    stages = program.stages
-
-    def run(datas, vectors, reference, knobs):
-        p = vectors.shape[1]
-        dtype = vectors.dtype
-
-        def solve_stage(spec, data, knob, theta0, lam0):
-            if spec.layout.kind == "direct":
-                regions = (jax.tree.map(lambda a: a[None], data["block"]),)
-            else:
-                regions = tuple(data["regions"])
-
-            def gram(theta, needed):
-                def evaluate(theta):
-                    G = _symmetric(chunk_sums(program.residual, theta, regions, None), p + 1)
-                    return G[:p, :p], G[:p, p], G[p, p]
-
-                def unused(theta):  # the fit has converged: no pass over the data
-                    return jnp.zeros((p, p), dtype), jnp.zeros((p,), dtype), jnp.zeros((), dtype)
-
-                return lax.cond(needed, evaluate, unused, theta)
-
-            zero = jnp.zeros((), dtype)
-            start = _Slot(
-                curve=jnp.zeros((), jnp.int32),
-                alive=jnp.asarray(True),
-                fresh=jnp.asarray(True),
-                final=jnp.asarray(False),
-                theta=theta0,
-                A=jnp.eye(p, dtype=dtype),
-                g=jnp.zeros((p,), dtype),
-                c=zero,
-                lam=zero + lam0,
-                nu=zero + 2.0,
-                status=jnp.zeros((), jnp.int32),
-                nfev=jnp.zeros((), jnp.int32),
-                nit=jnp.zeros((), jnp.int32),
-            )
-            own = vectors.at[0].set(theta0)  # the trial at the start is theta0
-
-            def body(slot):
-                slot, done = _advance(slot, own, knob, gram, blind=True)
-                return slot._replace(alive=slot.alive & ~done)
-
-            return lax.while_loop(lambda s: s.alive, body, start)
-
-        x0 = vectors[0]
-        theta, lam0 = x0, jnp.asarray(_LAMBDA0, dtype)
-        first = (jnp.zeros((), dtype), jnp.zeros((), dtype))
-        for k, (spec, data) in enumerate(zip(stages, datas, strict=True)):
-            slot = solve_stage(spec, data, knobs[k], theta, lam0)
-            if k < len(stages) - 1:
-                first = (slot.nfev.astype(dtype), slot.status.astype(dtype))
-                warm = slot.status > 0
-                theta = jnp.where(warm, slot.theta, x0)
-                lam0 = jnp.where(warm, _LAMBDA_WARM, _LAMBDA0).astype(dtype)
-        scalars = jnp.stack([slot.c, slot.status, slot.nfev, slot.nit]).astype(dtype)
-        return jnp.concatenate(
-            [slot.theta, slot.A.reshape(p * p), slot.g, scalars, jnp.stack(first)]
-        )
 
     return run

@@ -20,7 +20,7 @@ Weights are ``1/sigma`` per point, 0 where a point is padding; a chunk without a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,7 @@ class Layout:
     covariance: bool = False
     copied: bool = False
     shards: int = 1
+    lead: bool = False  # the padded region starts with one extra chunk (see build's lead)
 
     def describe(self, factor: str = "Householder QR") -> str:
         """The layout in words; ``factor``: how a direct block is factored."""
@@ -148,6 +149,7 @@ def build(
     *,
     shards: int = 1,
     chunk: int | None = None,
+    lead=None,
 ):
     """Lay out float64 data for the passes.
 
@@ -161,6 +163,11 @@ def build(
             chunks to the padded rest when the count does not divide).
         chunk: points per chunk instead of the default (a model evaluated on
             the host wants few, large chunks: each one is a host round trip).
+        lead: ``(x, y, w)`` of at most one chunk of other points (``w`` may be
+            None) to lay out as an extra first chunk of the padded region, the
+            rest of that chunk weighing 0 (chunked layouts only): the compact
+            LM's warm start on a subsample then shares the region's loop.
+            :func:`without_lead` gives the layout and data without it (views).
 
     Returns:
         ``(layout, data)``: the static :class:`Layout` and a pytree of NumPy arrays:
@@ -204,13 +211,21 @@ def build(
     if bucketed and rest_chunks:
         rest_chunks = _ladder_at_least(rest_chunks)
     rest_chunks = -(-rest_chunks // shards) * shards
-    total = rest_chunks * chunk
+    if lead is not None and lead[1].shape[0] > chunk:
+        raise ValueError(f"lead has {lead[1].shape[0]} points, more than a chunk ({chunk})")
+    start = 0 if lead is None else chunk  # where the rest begins in the padded region
+    total = start + rest_chunks * chunk
 
-    def padded(a: np.ndarray) -> np.ndarray:
-        out = np.empty(total)
-        out[: rest.size] = a[rest]
-        out[rest.size :] = a[rest[-1]]
-        return out.reshape(rest_chunks, chunk)
+    def padded(a: np.ndarray, first: np.ndarray | None) -> np.ndarray:
+        # aligned, so the region and its view without the lead are used in place
+        out = _aligned_empty(total)
+        if first is not None:
+            out[: first.size] = first
+            out[first.size : chunk] = first[-1]
+        if rest.size:
+            out[start : start + rest.size] = a[rest]
+            out[start + rest.size :] = a[rest[-1]]
+        return out.reshape(-1, chunk)
 
     regions = []
     if body_chunks:
@@ -218,11 +233,25 @@ def build(
         if w is not None:
             region["w"] = in_place(w)
         regions.append(region)
-    if rest_chunks:
-        weights = np.zeros(total)
-        weights[: rest.size] = 1.0 if w is None else w[rest]
+    if rest_chunks or lead is not None:
+        weights = _aligned_empty(total)
+        weights[:] = 0.0
+        if lead is not None:
+            m = lead[1].shape[0]
+            weights[:m] = 1.0 if lead[2] is None else lead[2]
+        weights[start : start + rest.size] = 1.0 if w is None else w[rest]
+        if x.ndim == 1:
+            x_part = padded(x, None if lead is None else lead[0])
+        else:
+            x_part = tuple(
+                padded(row, None if lead is None else lead[0][i]) for i, row in enumerate(x)
+            )
         regions.append(
-            {"x": _rows(x, padded), "y": padded(y), "w": weights.reshape(rest_chunks, chunk)}
+            {
+                "x": x_part,
+                "y": padded(y, None if lead is None else lead[1]),
+                "w": weights.reshape(-1, chunk),
+            }
         )
     layout = Layout(
         "chunked",
@@ -233,8 +262,23 @@ def build(
         x_parts=x_parts,
         copied=copied,
         shards=shards,
+        lead=lead is not None,
     )
     return layout, {"regions": tuple(regions)}
+
+
+def without_lead(layout: Layout, data):
+    """``(layout, data)`` of :func:`build` without its lead chunk (views: nothing is copied)."""
+    if not layout.lead:
+        return layout, data
+    *kept, padded = data["regions"]
+    if layout.rest_chunks:
+        kept.append({key: _rows_of(value, lambda a: a[1:]) for key, value in padded.items()})
+    return replace(layout, lead=False), {"regions": tuple(kept)}
+
+
+def _rows_of(value, fn):
+    return tuple(fn(a) for a in value) if isinstance(value, tuple) else fn(value)
 
 
 def build_shard(

@@ -420,7 +420,7 @@ class Prepared:
         from jaxpro.fit import _linalg
 
         if not self.program.batched and self.program.method == "compact":
-            from jaxpro.fit import _compact
+            from jaxpro.fit import _compact_single
 
             # On a direct block, unrolled small linear algebra: XLA's CPU
             # backend then compiles the whole loop as one small kernel, least
@@ -429,7 +429,7 @@ class Prepared:
             # 1e4-1e6 points), and the passes are the time there.
             direct = self.program.layout.kind == "direct"
             with float64(), _linalg.batched() if direct else contextlib.nullcontext():
-                lowered = jax.jit(_compact.single_fn(self.program)).lower(*self.args)
+                lowered = jax.jit(_compact_single.single_fn(self.program)).lower(*self.args)
                 return compile_lowered(lowered)
         if not self.program.batched:
             with float64():

@@ -335,6 +335,11 @@ def _host_chunk(n: int) -> int:
     return min(HOST_CHUNK_MAX, 1 << max(12, (n - 1).bit_length()))
 
 
+def _lead(sample: CurveData):
+    """A subsample's ``(x, y, w)`` for :func:`jaxpro.fit._data.build`'s ``lead``."""
+    return sample.x, sample.y, sample.weights
+
+
 def _subsample(data: CurveData, size: int) -> CurveData:
     """One random point from each of ``size`` equal strata of the data (deterministic)."""
     n = data.n
@@ -374,11 +379,20 @@ def run_curve(
     if distributed:
         layout, arrays, n_total, warm_sample = _distributed_layout(data)
     else:
-        layout, arrays = _data.build(
-            data.x, data.y, data.weights, data.chol, shards=_shards(data.n)
-        )
         n_total = data.n
         warm_sample = _subsample(data, SUBSAMPLE) if data.n >= WARM_START_MIN else None
+        # the warm start's points also lead the padded region, for the compact
+        # LM's one shared loop (_compact_single._shared_stages_fn); the full engine
+        # reads the same arrays without them (views)
+        lead_layout, lead_arrays = _data.build(
+            data.x,
+            data.y,
+            data.weights,
+            data.chol,
+            shards=_shards(data.n),
+            lead=None if warm_sample is None else _lead(warm_sample),
+        )
+        layout, arrays = _data.without_lead(lead_layout, lead_arrays)
     sample = arrays["block"] if layout.kind == "direct" else _first_chunk(arrays["regions"][0])
     x_user = data.x if data.x_lead is None else data.x.reshape(*data.x_lead, -1)
     route = _numpy_model.curve_model(model, jac, x_user, data.n, theta0, sample, what)
@@ -418,9 +432,20 @@ def run_curve(
     elif pre_loss != settings.loss:
         first = (_engine.StageSpec(layout, pre_loss), _stage_run(arrays, n_total, settings))
     stages = (main,) if first is None else (first, main)
+    compact_stages = stages
+    if first is not None and not distributed and lead_layout.lead:
+        compact_stages = (
+            (first[0], replace(first[1], data={})),  # its points lead the main stage's data
+            (
+                _engine.StageSpec(lead_layout, settings.loss),
+                _stage_run(lead_arrays, n_total, settings),
+            ),
+        )
     start = _start(theta0, settings)
     use_compact = auto_method and not distributed and _compact_first(settings, layout, route, data)
-    solved, compact = _solve_compact_first(residual, settings, stages, start, use_compact)
+    solved, compact = _solve_compact_first(
+        residual, settings, stages, start, use_compact, compact_stages
+    )
     out = solved.outcome
     if out.status == -3:
         raise ModelError(_nonfinite_message(route.model, data, theta0, route.jac, what))
@@ -453,7 +478,7 @@ def run_curve(
     if needs_interior_opinion(out, settings, auto_method):
         free = unbounded_lm(settings)
         use_compact = not distributed and _compact_first(free, layout, route, data)
-        retry, _ = _solve_compact_first(residual, free, stages, theta0, use_compact)
+        retry, _ = _solve_compact_first(residual, free, stages, theta0, use_compact, compact_stages)
         kept = interior_answer(retry.outcome, settings, out)
         fallback = interior_reason(out, retry.outcome, kept)
         if kept:
@@ -503,16 +528,21 @@ def _compact_first(settings: Settings, layout: _data.Layout, route, data: CurveD
 
 
 def _solve_compact_first(
-    residual, settings: Settings, stages, start, use_compact: bool
+    residual, settings: Settings, stages, start, use_compact: bool, compact_stages=None
 ) -> tuple[Solved, tuple[Solved, bool] | None]:
     """Solve, through the compact LM first where ``use_compact``; the full method if it gives up.
+
+    Args:
+        compact_stages: the compact LM's stages where they differ from
+            ``stages`` (a warm start's points leading the main stage's data).
 
     Returns:
         ``(solved, compact)``: ``compact`` is ``(the compact LM's solve, whether it
         finished)``, or None where it was not tried.
     """
     if use_compact:
-        tried = _solve(residual, replace(settings, method="compact"), stages, start)
+        compact = replace(settings, method="compact")
+        tried = _solve(residual, compact, compact_stages or stages, start)
         if tried.outcome.status > 0:
             return tried, (tried, True)
         # the compact LM gave up: its time and program count too

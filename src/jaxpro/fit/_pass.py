@@ -204,6 +204,32 @@ def chunk_sums(
     return total
 
 
+def ranged_chunk_sums(residual: Residual, theta, ranged):
+    """:func:`chunk_sums` (linear loss, no preconditioner) over chosen chunks of each region.
+
+    Args:
+        ranged: ``(region, start, stop)`` triples; chunks ``start <= i < stop``
+            (traced integers) of each region are summed. One loop per region
+            whatever the range, so a program that sums different ranges of the
+            same regions (a warm start's chunk, then the rest) holds one copy
+            of the pass.
+    """
+    p = theta.shape[0]
+
+    def sums(block):
+        r_s, jac_t, _, _ = _scaled_terms(residual, theta, block, "linear", 1.0, None)
+        return _pair_sums([*jac_t, r_s])
+
+    total = jnp.zeros(sums_size(p, "linear"), theta.dtype)
+    for region, start, stop in ranged:
+
+        def accumulate(i, total, region=region):
+            return total + sums(jax.tree.map(lambda a: a[i], region))
+
+        total = lax.fori_loop(start, stop, accumulate, total)
+    return total
+
+
 def sums_size(p: int, loss) -> int:
     """Length of the vector :func:`chunk_sums` returns."""
     return (p + 1) * (p + 2) // 2 + (0 if loss == "linear" else 2)
