@@ -54,7 +54,10 @@ def test_robertson_is_found_stiff_and_meets_the_reference():
     again = ode.solve(robertson, (0.0, 1e5), jnp.array([1.0, 0.0, 0.0]), rtol=1e-8, atol=1e-14)
     assert "an earlier call of this function in this process turned stiff" in again.plan.reasons[0]
     np.testing.assert_allclose(again.ys[-1], got, rtol=1e-12)
-    assert again.timings.run < sol.timings.run
+    # the explicit attempt ran the first time only (its steps are in the plan);
+    # a run-time comparison here failed under a parallel test run's load
+    assert any("stopped at t =" in r for r in sol.plan.reasons)
+    assert not any("stopped at t =" in r for r in again.plan.reasons)
 
 
 OREGONATOR_360 = np.array([1.0008148703185227, 1228.1785215498933, 132.05549428465477])
