@@ -18,6 +18,27 @@ from jaxpro.fit._pass import _symmetric, chunk_sums, ranged_chunk_sums
 __all__ = ["single_fn"]
 
 
+def _fresh(theta0, lam0) -> _Slot:
+    """A slot at the start of one fit (or of its second stage): ``theta0``, damping ``lam0``."""
+    p, dtype = theta0.shape[0], theta0.dtype
+    zero = jnp.zeros((), dtype)
+    return _Slot(
+        curve=jnp.zeros((), jnp.int32),
+        alive=jnp.asarray(True),
+        fresh=jnp.asarray(True),
+        final=jnp.asarray(False),
+        theta=theta0,
+        A=jnp.eye(p, dtype=dtype),
+        g=jnp.zeros((p,), dtype),
+        c=zero,
+        lam=zero + lam0,
+        nu=zero + 2.0,
+        status=jnp.zeros((), jnp.int32),
+        nfev=jnp.zeros((), jnp.int32),
+        nit=jnp.zeros((), jnp.int32),
+    )
+
+
 def single_fn(program):
     """``run(datas, vectors, reference, knobs) -> raw row`` for one fit (``jaxpro.fit``'s signature).
 
@@ -59,22 +80,7 @@ def single_fn(program):
 
                 return lax.cond(needed, evaluate, unused, theta)
 
-            zero = jnp.zeros((), dtype)
-            start = _Slot(
-                curve=jnp.zeros((), jnp.int32),
-                alive=jnp.asarray(True),
-                fresh=jnp.asarray(True),
-                final=jnp.asarray(False),
-                theta=theta0,
-                A=jnp.eye(p, dtype=dtype),
-                g=jnp.zeros((p,), dtype),
-                c=zero,
-                lam=zero + lam0,
-                nu=zero + 2.0,
-                status=jnp.zeros((), jnp.int32),
-                nfev=jnp.zeros((), jnp.int32),
-                nit=jnp.zeros((), jnp.int32),
-            )
+            start = _fresh(theta0, lam0)
             own = vectors.at[0].set(theta0)  # the trial at the start is theta0
 
             def body(slot):
@@ -138,24 +144,6 @@ def _shared_stages_fn(program):
         def unused(theta, stage):
             return jnp.zeros((p, p), dtype), jnp.zeros((p,), dtype), jnp.zeros((), dtype)
 
-        def fresh(theta0, lam0):
-            zero = jnp.zeros((), dtype)
-            return _Slot(
-                curve=jnp.zeros((), jnp.int32),
-                alive=jnp.asarray(True),
-                fresh=jnp.asarray(True),
-                final=jnp.asarray(False),
-                theta=theta0,
-                A=jnp.eye(p, dtype=dtype),
-                g=jnp.zeros((p,), dtype),
-                c=zero,
-                lam=zero + lam0,
-                nu=zero + 2.0,
-                status=jnp.zeros((), jnp.int32),
-                nfev=jnp.zeros((), jnp.int32),
-                nit=jnp.zeros((), jnp.int32),
-            )
-
         x0 = vectors[0]
 
         def body_fn(carry):
@@ -173,7 +161,7 @@ def _shared_stages_fn(program):
                 theta = jnp.where(warm, slot.theta, x0)
                 lam0 = jnp.where(warm, _LAMBDA_WARM, _LAMBDA0).astype(dtype)
                 first = jnp.stack([slot.nfev, slot.status]).astype(dtype)
-                return fresh(theta, lam0), vectors.at[0].set(theta), first, jnp.ones((), jnp.int32)
+                return _fresh(theta, lam0), vectors.at[0].set(theta), first, jnp.ones((), jnp.int32)
 
             def carry_on(slot, own, first):
                 return slot._replace(alive=slot.alive & ~done), own, first, stage
@@ -184,7 +172,7 @@ def _shared_stages_fn(program):
             return slot, stage, own, first
 
         start = (
-            fresh(x0, jnp.asarray(_LAMBDA0, dtype)),
+            _fresh(x0, jnp.asarray(_LAMBDA0, dtype)),
             jnp.zeros((), jnp.int32),
             vectors,
             jnp.zeros((2,), dtype),
