@@ -479,3 +479,18 @@ def test_a_robust_fit_computes_its_statistics_at_once(statistics_passes):
     # under a robust loss the solver's chi2 may precede its last step: a fresh pass
     jaxpro.fit(decay, X, Y, p0=list(P0.values()), loss="soft_l1")
     assert statistics_passes == [1]
+
+
+def test_data_modified_after_the_fit_are_refused_for_its_statistics():
+    """The later pass reads the caller's arrays: changed in place, they no longer are the fit's."""
+    from jaxpro.errors import InputError
+
+    x, y = _data(seed=6, n=2000)
+    result = jaxpro.fit(decay, x, y, p0=list(P0.values()))
+    read = jaxpro.fit(decay, x, y.copy(), p0=list(P0.values()))
+    before = (read.r_squared, read.residuals)
+    y[:] = y[::-1]  # the same values in another order, in the same array
+    read.data.y[:] = read.data.y + 1.0
+    with pytest.raises(InputError, match=r"^y: the data were modified in place after the fit"):
+        _ = result.r_squared
+    assert (read.r_squared, read.residuals) == before  # read before the change: kept
